@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/secret"
+)
+
+// config is everything serve needs from the environment (design.md,
+// "Configuration"). The keyring is loaded separately by package crypto.
+type config struct {
+	DatabaseURL   secret.String // may hold a password
+	ListenAddr    string
+	Auth          auth.Config
+	AllowLoopback bool
+	LogLevel      slog.Level
+}
+
+// loadConfig reads and checks the environment, reporting every problem at
+// once, each naming its variable.
+func loadConfig(getenv func(string) string) (config, error) {
+	var errs []error
+	cfg := config{
+		DatabaseURL: secret.String(strings.TrimSpace(getenv("DATABASE_URL"))),
+		ListenAddr:  getenv("LISTEN_ADDR"),
+		Auth: auth.Config{
+			JWKSURL:      strings.TrimSpace(getenv("AUTH_JWKS_URL")),
+			HS256Secret:  secret.String(getenv("AUTH_HS256_SECRET")),
+			Issuer:       getenv("AUTH_ISSUER"),
+			Audience:     getenv("AUTH_AUDIENCE"),
+			AccountClaim: getenv("AUTH_ACCOUNT_CLAIM"),
+		},
+	}
+	if err := checkDatabaseURL(cfg.DatabaseURL.Reveal()); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = ":8080"
+	}
+	if _, _, err := net.SplitHostPort(cfg.ListenAddr); err != nil {
+		errs = append(errs, fmt.Errorf("LISTEN_ADDR: %q is not host:port (for example :8080)", cfg.ListenAddr))
+	}
+	if cfg.Auth.AccountClaim == "" {
+		cfg.Auth.AccountClaim = "account_id"
+	}
+	switch {
+	case cfg.Auth.JWKSURL == "" && cfg.Auth.HS256Secret.IsEmpty():
+		errs = append(errs, errors.New("AUTH_JWKS_URL or AUTH_HS256_SECRET: set one of them so callers can be authenticated"))
+	case cfg.Auth.JWKSURL != "" && !cfg.Auth.HS256Secret.IsEmpty():
+		errs = append(errs, errors.New("AUTH_JWKS_URL and AUTH_HS256_SECRET: set only one of them"))
+	case cfg.Auth.JWKSURL != "":
+		if u, err := url.Parse(cfg.Auth.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, errors.New("AUTH_JWKS_URL: must be an http(s) URL"))
+		}
+	case len(cfg.Auth.HS256Secret.Reveal()) < 32:
+		errs = append(errs, errors.New("AUTH_HS256_SECRET: must be at least 32 bytes"))
+	}
+	var err error
+	if cfg.AllowLoopback, err = parseBool(getenv("DYNAMICS_ALLOW_LOOPBACK")); err != nil {
+		errs = append(errs, fmt.Errorf("DYNAMICS_ALLOW_LOOPBACK: %w", err))
+	}
+	if s := getenv("LOG_LEVEL"); s != "" {
+		if err := cfg.LogLevel.UnmarshalText([]byte(s)); err != nil {
+			errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not one of debug, info, warn, error", s))
+		}
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// checkDatabaseURL checks DATABASE_URL without ever echoing it (it may hold a password).
+func checkDatabaseURL(s string) error {
+	if s == "" {
+		return errors.New("DATABASE_URL: not set (for example postgres://user:password@localhost:5432/dynconn)")
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return errors.New("DATABASE_URL: must be a postgres:// URL")
+	}
+	return nil
+}
+
+func parseBool(s string) (bool, error) {
+	if s == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, fmt.Errorf("%q is not true or false", s)
+	}
+	return b, nil
+}
+
+// redactURL removes the password from a database URL for logging.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparseable)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,187 @@
+// Command server runs dynconn: the HTTP API (serve), its migrations (migrate)
+// and key management (keys).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/dynconn/dynconn/internal/api"
+	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/store"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args, os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: server [command]
+
+commands:
+  serve                 run the HTTP API (default)
+  migrate up|down|version
+                        apply, roll back (one step) or show the schema migrations
+  keys generate         print a fresh encryption key line (id:base64) for ENCRYPTION_KEYS
+`
+
+// shutdownTimeout bounds how long in-flight requests may finish after SIGTERM.
+const shutdownTimeout = 20 * time.Second
+
+// run is the whole program; main only calls it, so tests can start the real
+// server in-process with their own environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := "serve"
+	if len(args) > 1 {
+		cmd = args[1]
+	}
+	var rest []string
+	if len(args) > 2 {
+		rest = args[2:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(ctx, getenv, stderr)
+	case "migrate":
+		return migrateCommand(rest, getenv, stdout)
+	case "keys":
+		return keysCommand(ctx, rest, getenv, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// newLogger writes JSON lines. Keys that name credentials are blanked as a
+// second guard behind secret.String.
+func newLogger(w io.Writer, level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			switch strings.ToLower(a.Key) {
+			case "authorization", "client_secret", "secret", "password", "token", "access_token":
+				return slog.String(a.Key, "[redacted]")
+			}
+			return a
+		},
+	}))
+}
+
+func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	keys, kerr := crypto.LoadKeyring(getenv)
+	if err = errors.Join(err, kerr); err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	logger := newLogger(stderr, cfg.LogLevel)
+	if cfg.AllowLoopback {
+		logger.Warn("DYNAMICS_ALLOW_LOOPBACK is on: connection tests may reach http://127.0.0.1. Use it for development and tests only, never in production.")
+	}
+
+	// Migrations hold golang-migrate's advisory lock, so replicas can start together.
+	if err := store.Migrate(cfg.DatabaseURL.Reveal(), "up"); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	verifier, err := auth.NewVerifier(ctx, cfg.Auth)
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+
+	srv := &http.Server{
+		Addr:              cfg.ListenAddr,
+		Handler:           api.NewServer(logger, st, keys, verifier, api.Options{AllowLoopback: cfg.AllowLoopback}),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      60 * time.Second, // a connection test may take its full 25 s deadline
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "database", redactURL(cfg.DatabaseURL.Reveal()),
+		"active_key", keys.ActiveID(), "schema_version", store.SchemaVersion)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: finishing in-flight requests", "timeout", shutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func migrateCommand(args []string, getenv func(string) string, stdout io.Writer) error {
+	dbURL := strings.TrimSpace(getenv("DATABASE_URL"))
+	if err := checkDatabaseURL(dbURL); err != nil {
+		return err
+	}
+	sub := "up"
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch sub {
+	case "up", "down":
+		if err := store.Migrate(dbURL, sub); err != nil {
+			return err
+		}
+		fallthrough
+	case "version":
+		v, dirty, err := store.MigrationVersion(dbURL)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "schema version %d (dirty: %t); this binary's version is %d\n", v, dirty, store.SchemaVersion)
+		return nil
+	default:
+		return fmt.Errorf("migrate: unknown subcommand %q (want up, down or version)", sub)
+	}
+}
+
+func keysCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("keys: want a subcommand: generate")
+	}
+	switch args[0] {
+	case "generate":
+		line, err := crypto.GenerateKey()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, line)
+		return nil
+	default:
+		return fmt.Errorf("keys: unknown subcommand %q", args[0])
+	}
+}

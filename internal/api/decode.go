@@ -1,0 +1,160 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"sort"
+	"time"
+)
+
+// maxBodyBytes bounds every request body (contract: 413 above 64 KiB).
+const maxBodyBytes = 64 << 10
+
+// object is a request body decoded one level deep. Fields are decoded one by
+// one so that every unknown field and every value of the wrong type becomes
+// its own 422 entry, instead of the first one stopping the decoder.
+type object struct {
+	raw  map[string]json.RawMessage
+	errs []fieldError
+	seen map[string]bool
+}
+
+// decodeObject reads a JSON object body: 415 unless it is JSON, 413 when it
+// is too large, 400 when it is not a single well-formed JSON object.
+func decodeObject(w http.ResponseWriter, r *http.Request) (*object, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, newProblem(http.StatusUnsupportedMediaType, typeMediaType, "Send the body as JSON.",
+			"Set the Content-Type header to application/json.")
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return nil, err
+		}
+		return nil, newProblem(http.StatusBadRequest, typeMalformed, "The request body could not be read.", "")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var raw map[string]json.RawMessage
+	if err := dec.Decode(&raw); err != nil || raw == nil {
+		return nil, malformed(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, newProblem(http.StatusBadRequest, typeMalformed, "The request body is not valid JSON.",
+			"The body must hold exactly one JSON object, with nothing after it.")
+	}
+	return &object{raw: raw, seen: map[string]bool{}}, nil
+}
+
+// malformed describes a JSON syntax error with its byte offset, never the
+// body itself (it may hold a secret).
+func malformed(err error) error {
+	detail := "The body must be a JSON object."
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		detail = fmt.Sprintf("JSON syntax error at byte %d.", syn.Offset)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		detail = "The body is empty or ends too early."
+	}
+	return newProblem(http.StatusBadRequest, typeMalformed, "The request body is not valid JSON.", detail)
+}
+
+func (o *object) add(field, code, msg string) {
+	o.errs = append(o.errs, fieldError{Field: field, Code: code, Message: msg})
+}
+
+// has reports whether the body holds the field, even as null.
+func (o *object) has(field string) bool {
+	_, ok := o.raw[field]
+	return ok
+}
+
+// isNull reports whether the field is present with the value null.
+func (o *object) isNull(field string) bool {
+	v, ok := o.raw[field]
+	return ok && string(bytes.TrimSpace(v)) == "null"
+}
+
+// str returns a string field; ok is false when it is absent, null, or of the
+// wrong type (the last is recorded as an error).
+func (o *object) str(field string) (string, bool) {
+	o.seen[field] = true
+	v, ok := o.raw[field]
+	if !ok || o.isNull(field) {
+		return "", false
+	}
+	var s string
+	if err := json.Unmarshal(v, &s); err != nil {
+		o.add(field, "invalid_type", "This field must be a text value in double quotes.")
+		return "", false
+	}
+	return s, true
+}
+
+// timestamp returns an RFC 3339 timestamp field, as str does.
+func (o *object) timestamp(field string) (time.Time, bool) {
+	s, ok := o.str(field)
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		o.add(field, "invalid_timestamp", "Must be a date and time in RFC 3339 form, for example 2027-05-31T00:00:00Z.")
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// finish reports unknown fields (so a typo such as clientId is caught rather
+// than ignored) and returns every collected error, or nil.
+func (o *object) finish() error {
+	var unknown []string
+	for k := range o.raw {
+		if !o.seen[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		o.add(k, "unknown_field", fmt.Sprintf("Unknown field %q.%s", k, suggest(k)))
+	}
+	if len(o.errs) > 0 {
+		return &validationError{fields: o.errs}
+	}
+	return nil
+}
+
+// suggest names the field a common typo meant.
+func suggest(field string) string {
+	known := map[string]string{
+		"clientId": "client_id", "clientID": "client_id", "client-id": "client_id", "clientSecret": "client_secret",
+		"client-secret": "client_secret", "instanceUrl": "instance_url", "instanceURL": "instance_url", "url": "instance_url",
+		"resource_url": "instance_url", "resourceUrl": "instance_url", "tenantId": "tenant_id", "tenantID": "tenant_id",
+		"client_secret_value": "client_secret", "clientSecretExpiresAt": "client_secret_expires_at",
+	}
+	if s, ok := known[field]; ok {
+		return fmt.Sprintf(" Did you mean %q?", s)
+	}
+	return ""
+}
+
+// encode writes v as JSON with the given status. It marshals before writing
+// headers so an encoding failure can still become a clean 500.
+func encode(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, err = w.Write(append(body, '\n'))
+	return err
+}

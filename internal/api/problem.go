@@ -1,0 +1,145 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/store"
+)
+
+// Problem type URIs (RFC 9457 "type"). Each is listed in openapi.yaml; clients
+// may branch on them, so they are stable.
+const (
+	typeBase          = "https://dynconn.dev/problems/"
+	typeMalformed     = typeBase + "malformed-json"
+	typeUnauthorized  = typeBase + "unauthorized"
+	typeNotFound      = typeBase + "not-found"
+	typeConflict      = typeBase + "conflict"
+	typeTooLarge      = typeBase + "body-too-large"
+	typeMediaType     = typeBase + "unsupported-media-type"
+	typeValidation    = typeBase + "validation"
+	typeNotReady      = typeBase + "not-ready"
+	typeRateLimited   = typeBase + "rate-limited"
+	typeMethod        = typeBase + "method-not-allowed"
+	typeTimeout       = typeBase + "timeout"
+	typeInternal      = typeBase + "internal"
+	typeInvalidCursor = typeBase + "invalid-cursor"
+)
+
+// problem is an RFC 9457 problem details object (contract shape).
+type problem struct {
+	Type     string       `json:"type"`
+	Title    string       `json:"title"`
+	Status   int          `json:"status"`
+	Detail   string       `json:"detail,omitempty"`
+	Instance string       `json:"instance,omitempty"`
+	Errors   []fieldError `json:"errors,omitempty"`
+	// ExistingID names the connection a 409 collided with.
+	ExistingID string `json:"existing_id,omitempty"`
+	// RequestID lets support find the log lines of this request.
+	RequestID string `json:"request_id,omitempty"`
+	// Checks lists the readiness checks on a 503 from /readyz.
+	Checks []readinessCheck `json:"checks,omitempty"`
+
+	// retryAfter, in seconds, becomes a Retry-After header.
+	retryAfter int
+}
+
+// problemError is an error that already knows its problem response. Handlers
+// return it for failures that are the client's, such as a malformed body.
+type problemError struct{ p problem }
+
+func (e *problemError) Error() string { return e.p.Title + " " + e.p.Detail }
+
+func newProblem(status int, typ, title, detail string) *problemError {
+	return &problemError{problem{Type: typ, Title: title, Status: status, Detail: detail}}
+}
+
+// fieldError is one entry of a validation problem's "errors" member (contract).
+type fieldError struct {
+	Field   string `json:"field"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// validationError carries every invalid field of a request at once, so the
+// modal can show a message under each.
+type validationError struct{ fields []fieldError }
+
+func (e *validationError) Error() string { return "invalid fields" }
+
+// problemFor maps an error to its problem. Anything it does not recognise is a
+// 500 with a fixed title: the error itself may hold details that are not the
+// client's business and goes only to the log.
+func problemFor(err error) problem {
+	var pe *problemError
+	var ve *validationError
+	var conflict *store.ConflictError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &pe):
+		return pe.p
+	case errors.As(err, &ve):
+		return problem{Type: typeValidation, Title: "Some fields are not valid.", Status: http.StatusUnprocessableEntity,
+			Detail: "Correct the fields listed in errors and try again.", Errors: ve.fields}
+	case errors.As(err, &tooBig):
+		return problem{Type: typeTooLarge, Title: "Request body is larger than 64 KiB.", Status: http.StatusRequestEntityTooLarge}
+	case errors.Is(err, auth.ErrUnauthorized):
+		return problem{Type: typeUnauthorized, Title: "Authentication required.", Status: http.StatusUnauthorized, Detail: authDetail(err)}
+	case errors.Is(err, store.ErrNotFound):
+		return problem{Type: typeNotFound, Title: "Connection not found.", Status: http.StatusNotFound}
+	case errors.As(err, &conflict):
+		return problem{Type: typeConflict, Title: "A connection for this instance and client ID already exists.", Status: http.StatusConflict,
+			Detail: "Test or update the existing connection " + conflict.ExistingID + " instead of creating another.", ExistingID: conflict.ExistingID}
+	case errors.Is(err, store.ErrInvalidCursor):
+		return problem{Type: typeInvalidCursor, Title: "The cursor is not valid.", Status: http.StatusBadRequest,
+			Detail: "Pass the next_cursor of a previous page unchanged, or leave cursor out to start from the first page."}
+	case errors.Is(err, context.DeadlineExceeded):
+		return problem{Type: typeTimeout, Title: "The request took too long.", Status: http.StatusServiceUnavailable, Detail: "Try again in a moment.", retryAfter: 1}
+	default:
+		return problem{Type: typeInternal, Title: "Internal Server Error", Status: http.StatusInternalServerError,
+			Detail: "Something went wrong on our side. Quote the request id when you contact support."}
+	}
+}
+
+// authDetail is the safe reason the auth package gives (it never contains the token).
+func authDetail(err error) string {
+	var ue *auth.UnauthorizedError
+	if errors.As(err, &ue) {
+		return ue.Reason
+	}
+	return "Send a valid bearer token in the Authorization header."
+}
+
+// writeProblem writes err as an application/problem+json response. Only
+// server errors are logged at error level, with the full error.
+func writeProblem(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
+	p := problemFor(err)
+	p.RequestID = requestIDFrom(r.Context())
+	if p.Status >= 500 && p.Type != typeTimeout {
+		logger.ErrorContext(r.Context(), "request failed", "request_id", p.RequestID, "err", err)
+	} else {
+		logger.DebugContext(r.Context(), "request refused", "request_id", p.RequestID, "status", p.Status, "type", p.Type)
+	}
+	body, mErr := json.Marshal(p)
+	if mErr != nil { // cannot happen with these field types; keep a valid body anyway
+		body = []byte(`{"type":"` + typeInternal + `","title":"Internal Server Error","status":500}`)
+		p.Status = http.StatusInternalServerError
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("Cache-Control", "no-store")
+	if p.Status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="dynconn"`)
+	}
+	if p.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(p.retryAfter))
+	}
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(append(body, '\n'))
+}

@@ -1,0 +1,83 @@
+// Package api is dynconn's HTTP interface: the chi router, handlers,
+// authentication and RFC 9457 problem responses. It is the only package that
+// combines the others (seal with crypto, save with store, test with dynamics).
+package api
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/dynconn/dynconn"
+	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/store"
+)
+
+// Options tunes the server. The zero value is production's.
+type Options struct {
+	// AllowLoopback accepts http://127.0.0.1:PORT instance URLs, for a local
+	// simulator (DYNAMICS_ALLOW_LOOPBACK). Development and tests only.
+	AllowLoopback bool
+	// Now is the clock; tests set it. Default time.Now.
+	Now func() time.Time
+	// RequestTimeout bounds each request. Default 30s.
+	RequestTimeout time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 30 * time.Second
+	}
+}
+
+// NewServer returns the HTTP handler of the whole API.
+func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, opts Options) http.Handler {
+	opts.defaults()
+	r := chi.NewRouter()
+	r.Use(requestID, accessLog(logger), recoverer(logger))
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, logger, newProblem(http.StatusNotFound, typeNotFound, "Not found.", "No such endpoint: see /openapi.yaml."))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, logger, newProblem(http.StatusMethodNotAllowed, typeMethod, "Method not allowed.", "See /openapi.yaml for the methods of this endpoint."))
+	})
+	addRoutes(r, logger, st, keys, verifier, opts)
+	return r
+}
+
+// addRoutes lists the whole API surface in one place.
+func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, opts Options) {
+	r.Method(http.MethodGet, "/healthz", handleHealthz())
+	r.Method(http.MethodGet, "/readyz", handleReadyz(logger, st, keys))
+	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())
+	r.Group(func(r chi.Router) {
+		r.Use(deadline(opts.RequestTimeout), authenticate(logger, verifier))
+		r.Method(http.MethodPost, "/connections", handleConnectionCreate(logger, st, keys, opts))
+		r.Method(http.MethodGet, "/connections", handleConnectionList(logger, st))
+		r.Method(http.MethodGet, "/connections/{id}", handleConnectionGet(logger, st))
+		r.Method(http.MethodPatch, "/connections/{id}", handleConnectionUpdate(logger, st, keys, opts))
+		r.Method(http.MethodDelete, "/connections/{id}", handleConnectionDelete(logger, st))
+		r.Method(http.MethodPost, "/connections/{id}/test", handleNotImplemented(logger))
+		r.Method(http.MethodGet, "/connections/{id}/tests", handleNotImplemented(logger))
+		r.Method(http.MethodPost, "/connection-tests", handleNotImplemented(logger))
+	})
+}
+
+func handleOpenAPI() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(dynconn.OpenAPI)
+	})
+}
+
+func handleNotImplemented(logger *slog.Logger) http.Handler {
+	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+		return newProblem(http.StatusNotImplemented, typeBase+"not-implemented", "Not implemented yet.", "")
+	})
+}

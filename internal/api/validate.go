@@ -1,0 +1,170 @@
+package api
+
+import (
+	"errors"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/dynconn/dynconn/internal/dynamics"
+	"github.com/dynconn/dynconn/internal/secret"
+)
+
+const (
+	maxNameLength   = 200
+	maxSecretLength = 1024
+)
+
+// connectionFields holds the connection fields of a create, update or test
+// request, parsed into their types. A nil pointer means the field was absent.
+type connectionFields struct {
+	Name            *string
+	Instance        *dynamics.Instance
+	ClientID        *string
+	TenantID        *string // "" when the request set it to null
+	ClientSecret    *secret.String
+	SecretExpiresAt *time.Time
+	// ClearSecretExpiry reports whether client_secret_expires_at was set to null.
+	ClearSecretExpiry bool
+}
+
+// parseConnectionFields reads every connection field present in o, recording
+// one error per invalid field. now is used to refuse an expiry in the past.
+func parseConnectionFields(o *object, allowLoopback bool, now time.Time) connectionFields {
+	var f connectionFields
+	if s, ok := o.str("name"); ok {
+		s = strings.TrimSpace(s)
+		switch {
+		case utf8.RuneCountInString(s) > maxNameLength:
+			o.add("name", "too_long", "Use a name of at most 200 characters.")
+		default:
+			f.Name = &s
+		}
+	}
+	if o.has("instance_url") {
+		s, ok := o.str("instance_url")
+		if ok || o.isNull("instance_url") {
+			inst, err := dynamics.ParseInstanceURL(s, allowLoopback)
+			var ue *dynamics.InstanceURLError
+			switch {
+			case errors.As(err, &ue):
+				o.add("instance_url", ue.Code, ue.Message)
+			case err != nil:
+				o.add("instance_url", "invalid_url", "This is not a valid instance URL.")
+			default:
+				f.Instance = &inst
+			}
+		}
+	}
+	if o.has("client_id") {
+		s, ok := o.str("client_id")
+		if ok || o.isNull("client_id") {
+			if id, ok := parseGUID(s); ok {
+				f.ClientID = &id
+			} else if strings.TrimSpace(s) == "" {
+				o.add("client_id", "required", "Enter the Application (client) ID from the app registration's Overview page in Azure.")
+			} else {
+				o.add("client_id", "not_guid", "The Client ID is a GUID like 3f2b5c1e-8d4a-4c6b-9e2f-1a2b3c4d5e6f. Copy the Application (client) ID from the app registration's Overview page in Azure.")
+			}
+		}
+	}
+	if o.has("tenant_id") {
+		if o.isNull("tenant_id") {
+			empty := ""
+			f.TenantID = &empty
+			o.seen["tenant_id"] = true
+		} else if s, ok := o.str("tenant_id"); ok {
+			if strings.TrimSpace(s) == "" {
+				empty := ""
+				f.TenantID = &empty
+			} else if id, ok := parseGUID(s); ok {
+				f.TenantID = &id
+			} else {
+				o.add("tenant_id", "not_guid", "The Tenant ID is a GUID: copy the Directory (tenant) ID from the app registration's Overview page in Azure, or leave it empty and dynconn finds it.")
+			}
+		}
+	}
+	if o.has("client_secret") {
+		s, ok := o.str("client_secret")
+		if ok || o.isNull("client_secret") {
+			clientID := ""
+			if f.ClientID != nil {
+				clientID = *f.ClientID
+			}
+			if sec, ok := checkSecret(o, s, clientID); ok {
+				f.ClientSecret = &sec
+			}
+		}
+	}
+	if o.isNull("client_secret_expires_at") {
+		o.seen["client_secret_expires_at"] = true
+		f.ClearSecretExpiry = true
+	} else if t, ok := o.timestamp("client_secret_expires_at"); ok {
+		if !t.After(now) {
+			o.add("client_secret_expires_at", "in_past", "This date has passed, so the secret has expired. Create a new client secret under Certificates & secrets and paste its Value.")
+		} else {
+			t = t.UTC()
+			f.SecretExpiresAt = &t
+		}
+	}
+	return f
+}
+
+// checkSecret applies the rules that catch the usual paste mistakes. The
+// value itself never appears in a message.
+func checkSecret(o *object, raw, clientID string) (secret.String, bool) {
+	// Pasting often adds a newline or spaces; a real secret never has them at its ends.
+	s := strings.TrimSpace(raw)
+	id, isGUID := parseGUID(s)
+	switch {
+	case s == "":
+		o.add("client_secret", "required", "Paste the client secret's Value from Certificates & secrets in the app registration.")
+	case utf8.RuneCountInString(s) > maxSecretLength:
+		o.add("client_secret", "too_long", "This is longer than any client secret. Paste only the secret's Value.")
+	case isGUID && id == clientID:
+		o.add("client_secret", "secret_is_client_id", "This is the Client ID again. Paste the client secret's Value from Certificates & secrets instead.")
+	case isGUID:
+		o.add("client_secret", "secret_is_guid", "This looks like the Secret ID. Under Certificates & secrets, copy the Value shown next to it instead (Azure shows the Value only once, right after you create the secret; if it is hidden, create a new secret).")
+	default:
+		return secret.String(s), true
+	}
+	return "", false
+}
+
+// parseGUID accepts a GUID in any of the forms people paste (upper case,
+// braces) and returns it in canonical lower case.
+func parseGUID(s string) (string, bool) {
+	s = strings.TrimSpace(s)
+	if len(s) != 36 && len(s) != 38 { // plain or {braced}; not urn: or bare hex
+		return "", false
+	}
+	id, err := uuid.Parse(s)
+	if err != nil {
+		return "", false
+	}
+	return id.String(), true
+}
+
+// requireCreateFields records the fields a create (or a test without a stored
+// connection) must have.
+func requireCreateFields(o *object) {
+	if !o.has("instance_url") {
+		o.add("instance_url", "required", "Enter your Dynamics 365 instance URL, for example https://yourorg.crm.dynamics.com.")
+	}
+	if !o.has("client_id") {
+		o.add("client_id", "required", "Enter the Application (client) ID from the app registration's Overview page in Azure.")
+	}
+	if !o.has("client_secret") {
+		o.add("client_secret", "required", "Paste the client secret's Value from Certificates & secrets in the app registration.")
+	}
+}
+
+// defaultName names a connection after its environment (the first label of
+// the host) when no name was given.
+func defaultName(instanceURL string) string {
+	_, host, _ := strings.Cut(instanceURL, "://")
+	org, _, _ := strings.Cut(host, ".")
+	return org
+}

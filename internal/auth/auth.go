@@ -1,0 +1,351 @@
+// Package auth verifies the bearer JWTs that callers of the API present, and
+// turns a valid one into the account the caller acts for and the actor (sub).
+//
+// Tokens are checked with keys from a JWKS endpoint (RS256, ES256) or, for
+// development and tests, with a shared HS256 secret. Exactly one of the two is
+// configured, so a token can never choose its own verification scheme.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
+
+	"github.com/dynconn/dynconn/internal/secret"
+)
+
+// DefaultAccountClaim is the claim that names the caller's account when
+// Config.AccountClaim is empty (contract: AUTH_ACCOUNT_CLAIM's default).
+const DefaultAccountClaim = "account_id"
+
+// MinHS256SecretLen is the shortest HS256 secret accepted, in bytes: shorter
+// shared secrets can be brute-forced from a single token.
+const MinHS256SecretLen = 32
+
+// Leeway is the clock skew tolerated on exp, nbf and iat.
+const Leeway = 30 * time.Second
+
+// maxTokenLen bounds the work done on a header before any signature check.
+const maxTokenLen = 8 << 10
+
+// maxAccountLen bounds the account id taken from a token; it is stored with
+// every connection.
+const maxAccountLen = 256
+
+// ErrUnauthorized is matched (errors.Is) by every error Verify returns.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// UnauthorizedError is the error Verify returns. Reason is short, contains
+// nothing from the token and is safe to show a client (for example as a 401
+// problem's detail). The underlying library error is kept for errors.Is and
+// logs, but is not part of Error().
+type UnauthorizedError struct {
+	Reason string
+	cause  error
+}
+
+// Error returns "unauthorized: " and the reason.
+func (e *UnauthorizedError) Error() string { return "unauthorized: " + e.Reason }
+
+// Is reports whether target is ErrUnauthorized.
+func (e *UnauthorizedError) Is(target error) bool { return target == ErrUnauthorized }
+
+// Unwrap returns the underlying cause, if any.
+func (e *UnauthorizedError) Unwrap() error { return e.cause }
+
+func unauthorized(reason string, cause error) error {
+	return &UnauthorizedError{Reason: reason, cause: cause}
+}
+
+// Config says how tokens are verified. Exactly one of JWKSURL and HS256Secret
+// must be set.
+type Config struct {
+	// JWKSURL (AUTH_JWKS_URL) serves the RS256/ES256 public keys; it is
+	// fetched at start-up and refreshed periodically and when a token names
+	// an unknown key id. Must be https, except on a loopback host.
+	JWKSURL string
+	// HS256Secret (AUTH_HS256_SECRET) is a shared secret for development and
+	// tests; at least MinHS256SecretLen bytes.
+	HS256Secret secret.String
+	// Issuer (AUTH_ISSUER) is required to equal the iss claim when set.
+	Issuer string
+	// Audience (AUTH_AUDIENCE) is required to be in the aud claim when set.
+	Audience string
+	// AccountClaim (AUTH_ACCOUNT_CLAIM) names the claim holding the account
+	// id; DefaultAccountClaim when empty.
+	AccountClaim string
+	// Logger receives JWKS refresh failures; slog.Default() when nil.
+	Logger *slog.Logger
+}
+
+// Principal is who a verified token speaks for.
+type Principal struct {
+	// Account scopes every query: the caller can only see its own account's
+	// connections.
+	Account string
+	// Subject is the actor (the sub claim), for audit trails.
+	Subject string
+}
+
+// Verifier checks bearer tokens. It is safe for concurrent use.
+type Verifier struct {
+	parser       *jwt.Parser
+	algs         []string
+	requireIss   bool
+	keyfunc      func(ctx context.Context) jwt.Keyfunc
+	accountClaim string
+}
+
+// jwksOptions are the JWKS timings; tests shorten them.
+type jwksOptions struct {
+	refreshInterval   time.Duration // periodic refresh, so revoked keys go away
+	unknownKIDEvery   time.Duration // at most one refresh per this for unknown kids
+	unknownKIDWaitMax time.Duration // longest a request waits for such a refresh
+	httpTimeout       time.Duration
+}
+
+var defaultJWKSOptions = jwksOptions{
+	refreshInterval:   10 * time.Minute,
+	unknownKIDEvery:   30 * time.Second,
+	unknownKIDWaitMax: 5 * time.Second,
+	httpTimeout:       10 * time.Second,
+}
+
+// maxJWKSBody caps a JWKS response; real key sets are a few KiB.
+const maxJWKSBody = 1 << 20
+
+// NewVerifier returns a Verifier for cfg. With a JWKS URL it fetches the key
+// set before returning (an unreachable or malformed JWKS is a start-up error)
+// and keeps refreshing it in a goroutine that stops when ctx is done.
+func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
+	return newVerifier(ctx, cfg, defaultJWKSOptions)
+}
+
+func newVerifier(ctx context.Context, cfg Config, opts jwksOptions) (*Verifier, error) {
+	hasJWKS, hasHS := cfg.JWKSURL != "", !cfg.HS256Secret.IsEmpty()
+	if hasJWKS == hasHS {
+		return nil, errors.New("auth: set exactly one of AUTH_JWKS_URL and AUTH_HS256_SECRET")
+	}
+	claim := cfg.AccountClaim
+	if claim == "" {
+		claim = DefaultAccountClaim
+	}
+	parserOpts := []jwt.ParserOption{
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(Leeway),
+		jwt.WithIssuedAt(),
+		jwt.WithStrictDecoding(),
+	}
+	if cfg.Issuer != "" {
+		parserOpts = append(parserOpts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		parserOpts = append(parserOpts, jwt.WithAudience(cfg.Audience))
+	}
+
+	v := &Verifier{accountClaim: claim, requireIss: cfg.Issuer != ""}
+	if hasHS {
+		key := []byte(cfg.HS256Secret.Reveal())
+		if len(key) < MinHS256SecretLen {
+			return nil, fmt.Errorf("auth: AUTH_HS256_SECRET must be at least %d bytes", MinHS256SecretLen)
+		}
+		// Only HS256 with the shared secret: a token cannot pick "none" or
+		// another family.
+		v.algs = []string{"HS256"}
+		v.parser = jwt.NewParser(append(parserOpts, jwt.WithValidMethods(v.algs))...)
+		v.keyfunc = func(context.Context) jwt.Keyfunc {
+			return func(*jwt.Token) (any, error) { return key, nil }
+		}
+		return v, nil
+	}
+
+	kf, err := newJWKSKeyfunc(ctx, cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	// Asymmetric algorithms only: HS256 with a JWKS would let anyone who
+	// has the public key sign tokens.
+	v.algs = []string{"RS256", "ES256"}
+	v.parser = jwt.NewParser(append(parserOpts, jwt.WithValidMethods(v.algs))...)
+	v.keyfunc = kf.KeyfuncCtx
+	return v, nil
+}
+
+func newJWKSKeyfunc(ctx context.Context, cfg Config, opts jwksOptions) (keyfunc.Keyfunc, error) {
+	u, err := url.Parse(cfg.JWKSURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+		return nil, errors.New("auth: AUTH_JWKS_URL must be an https URL (http only on a loopback host)")
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	client := &http.Client{Transport: limitedBody{transport}, Timeout: opts.httpTimeout}
+
+	// rctx exists so that a failed start stops the refresh goroutine at once.
+	rctx, cancel := context.WithCancel(ctx)
+	context.AfterFunc(rctx, transport.CloseIdleConnections)
+
+	remote, err := jwkset.NewStorageFromHTTP(cfg.JWKSURL, jwkset.HTTPClientStorageOptions{
+		Client:          client,
+		Ctx:             rctx,
+		HTTPTimeout:     opts.httpTimeout,
+		RefreshInterval: opts.refreshInterval,
+		RefreshErrorHandler: func(ctx context.Context, err error) {
+			logger.WarnContext(ctx, "auth: refresh JWKS", "host", u.Host, "error", err)
+		},
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("auth: fetch AUTH_JWKS_URL: %w", err)
+	}
+	storage, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
+		HTTPURLs:          map[string]jwkset.Storage{cfg.JWKSURL: remote},
+		RateLimitWaitMax:  opts.unknownKIDWaitMax,
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(opts.unknownKIDEvery), 1),
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("auth: JWKS client: %w", err)
+	}
+	kf, err := keyfunc.New(keyfunc.Options{
+		Ctx:     rctx,
+		Storage: storage,
+		// Keys marked for encryption must not verify signatures; keys
+		// without "use" are common and allowed.
+		UseWhitelist: []jwkset.USE{jwkset.UseSig, ""},
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("auth: JWKS keyfunc: %w", err)
+	}
+	context.AfterFunc(ctx, cancel) // rctx ends with ctx; this only releases it
+	return kf, nil
+}
+
+// limitedBody caps JWKS response bodies so a misbehaving endpoint cannot
+// make the service read without bound.
+type limitedBody struct{ rt http.RoundTripper }
+
+func (l limitedBody) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := l.rt.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(resp.Body, maxJWKSBody), resp.Body}
+	return resp, nil
+}
+
+// missingClaim names the required claim that tok lacks: exp always, iss and
+// aud when configured (the parser reports only that one is missing).
+func (v *Verifier) missingClaim(tok *jwt.Token) string {
+	var c jwt.MapClaims
+	if tok != nil {
+		c, _ = tok.Claims.(jwt.MapClaims)
+	}
+	if _, ok := c["exp"]; !ok {
+		return "exp"
+	}
+	if iss, _ := c["iss"].(string); iss == "" && v.requireIss {
+		return "iss"
+	}
+	return "aud"
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+}
+
+// Verify checks the Authorization header value ("Bearer <jwt>") and returns
+// the principal it carries. Every error matches ErrUnauthorized and is an
+// *UnauthorizedError whose Reason never contains the token. ctx bounds a JWKS
+// refresh triggered by an unknown key id.
+func (v *Verifier) Verify(ctx context.Context, authorizationHeader string) (Principal, error) {
+	raw, err := bearerToken(authorizationHeader)
+	if err != nil {
+		return Principal{}, err
+	}
+	claims := jwt.MapClaims{}
+	tok, err := v.parser.ParseWithClaims(raw, claims, v.keyfunc(ctx))
+	if err != nil {
+		return Principal{}, v.parseError(tok, err)
+	}
+
+	account, ok := claims[v.accountClaim].(string)
+	if !ok || account == "" {
+		return Principal{}, unauthorized("missing "+v.accountClaim+" claim", nil)
+	}
+	if len(account) > maxAccountLen {
+		return Principal{}, unauthorized(v.accountClaim+" claim too long", nil)
+	}
+	sub, ok := claims["sub"].(string)
+	if !ok || sub == "" {
+		return Principal{}, unauthorized("missing sub claim", nil)
+	}
+	return Principal{Account: account, Subject: sub}, nil
+}
+
+func bearerToken(header string) (string, error) {
+	header = strings.TrimSpace(header)
+	if header == "" || strings.EqualFold(header, "Bearer") {
+		return "", unauthorized("missing bearer token", nil)
+	}
+	scheme, token, ok := strings.Cut(header, " ")
+	// The scheme is case-insensitive (RFC 9110 section 11.1).
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", unauthorized("authorization header must use the Bearer scheme", nil)
+	}
+	token = strings.TrimSpace(token)
+	switch {
+	case token == "":
+		return "", unauthorized("missing bearer token", nil)
+	case len(token) > maxTokenLen:
+		return "", unauthorized("token too long", nil)
+	}
+	return token, nil
+}
+
+// parseError maps a jwt error to a safe reason. The order matters: a token
+// can fail several checks at once and the first match is reported.
+func (v *Verifier) parseError(tok *jwt.Token, err error) error {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return unauthorized("malformed token", err)
+	case tok != nil && (tok.Method == nil || !slices.Contains(v.algs, tok.Method.Alg())):
+		return unauthorized("signing algorithm not allowed", err)
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return unauthorized("unknown signing key", err)
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return unauthorized("invalid token signature", err)
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return unauthorized("missing "+v.missingClaim(tok)+" claim", err)
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return unauthorized("token expired", err)
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return unauthorized("token not valid yet", err)
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return unauthorized("token issued in the future", err)
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return unauthorized("wrong token issuer", err)
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return unauthorized("wrong token audience", err)
+	default:
+		return unauthorized("invalid token", err)
+	}
+}

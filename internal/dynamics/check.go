@@ -1,0 +1,564 @@
+package dynamics
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/dynconn/dynconn/internal/model"
+)
+
+// guidPattern matches a GUID as Microsoft writes them.
+var guidPattern = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
+
+// Test runs the checks instance_url, tenant_discovery, token, whoami and
+// security_role in that order, each only if the ones before it did not fail,
+// and never returns an error: every failure is a classified result. It logs
+// one line with the outcome, the duration and Microsoft's trace and
+// correlation ids, never the secret or the token.
+func (c *Client) Test(ctx context.Context, cr Credentials) model.TestResult {
+	testedAt := c.opts.Now().UTC()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Deadline)
+	defer cancel()
+
+	r := &run{c: c, cr: cr, x: &exchange{}}
+	r.hc = r.x.httpClient(c.transport)
+	r.checks = []model.Check{
+		{Name: model.CheckInstanceURL, Status: model.CheckSkipped},
+		{Name: model.CheckTenantDiscovery, Status: model.CheckSkipped},
+		{Name: model.CheckToken, Status: model.CheckSkipped},
+		{Name: model.CheckWhoAmI, Status: model.CheckSkipped},
+		{Name: model.CheckSecurityRole, Status: model.CheckSkipped},
+	}
+	steps := []func(context.Context) model.Check{r.instanceURL, r.tenantDiscovery, r.token, r.whoAmI, r.securityRole}
+	for i, step := range steps {
+		check := step(ctx)
+		check.Name = r.checks[i].Name
+		r.checks[i] = check
+		if check.Status == model.CheckFailed {
+			break
+		}
+	}
+
+	res := model.TestResult{OK: true, TestedAt: testedAt, Checks: r.checks}
+	for _, ch := range r.checks {
+		if ch.Status == model.CheckFailed {
+			d := diagnosis(ch.Code)
+			res.OK = false
+			res.Error = &model.TestError{Code: d.Code, SetupStep: d.Step(), Message: d.Message, Hint: d.Hint}
+			break
+		}
+	}
+	if res.OK {
+		roles := r.roles
+		if roles == nil {
+			roles = []string{}
+		}
+		res.Identity = &model.Identity{
+			TenantID:       r.tenant,
+			UserID:         r.who.UserID,
+			BusinessUnitID: r.who.BusinessUnitID,
+			OrganizationID: r.who.OrganizationID,
+			Roles:          roles,
+		}
+	}
+	res.DurationMS = time.Since(start).Milliseconds()
+	c.logResult(ctx, r, res)
+	return res
+}
+
+// run is the state of one Test.
+type run struct {
+	c      *Client
+	cr     Credentials
+	x      *exchange
+	hc     *http.Client
+	checks []model.Check
+
+	inst        Instance
+	auth        authority
+	tenant      string
+	accessToken string
+	who         whoAmIResponse
+	roles       []string
+}
+
+// passed, warned and failed build checks; failed fills in the diagnosis.
+func passed(detail string) model.Check {
+	return model.Check{Status: model.CheckPassed, Detail: detail}
+}
+
+func failed(code, detail string, up *model.Upstream) model.Check {
+	return withDiagnosis(model.Check{Status: model.CheckFailed, Detail: detail, Upstream: up}, code)
+}
+
+func warned(code, detail string) model.Check {
+	return withDiagnosis(model.Check{Status: model.CheckWarning, Detail: detail}, code)
+}
+
+func withDiagnosis(ch model.Check, code string) model.Check {
+	d := diagnosis(code)
+	ch.Code, ch.Message, ch.Hint, ch.SetupStep = d.Code, d.Message, d.Hint, d.Step()
+	return ch
+}
+
+func (r *run) instanceURL(context.Context) model.Check {
+	inst, err := ParseInstanceURL(r.cr.InstanceURL, r.c.opts.AllowLoopback)
+	if err != nil {
+		detail := err.Error()
+		var ie *InstanceURLError
+		if errors.As(err, &ie) {
+			detail = ie.Message
+		}
+		return failed(CodeInstanceURLInvalid, detail, nil)
+	}
+	r.inst = inst
+	u, _ := url.Parse(inst.URL)
+	r.x.allow(u)
+	return passed(fmt.Sprintf("%s (%s cloud)", inst.URL, inst.Cloud))
+}
+
+func (r *run) tenantDiscovery(ctx context.Context) model.Check {
+	auth, cached := r.c.cache.get(r.inst.URL)
+	if !cached {
+		var ch model.Check
+		auth, ch = r.discover(ctx)
+		if ch.Status == model.CheckFailed {
+			return ch
+		}
+		r.c.cache.put(r.inst.URL, auth)
+	}
+	r.auth = auth
+	u, _ := url.Parse(auth.Base)
+	r.x.allow(u)
+
+	r.tenant = auth.Tenant
+	if want := strings.TrimSpace(r.cr.TenantID); want != "" {
+		if !tenantName.MatchString(want) {
+			return failed(CodeTenantNotFound, fmt.Sprintf("%q is not a tenant id", want), nil)
+		}
+		r.tenant = want
+		if !strings.EqualFold(want, auth.Tenant) {
+			return warned(CodeTenantMismatch, fmt.Sprintf(
+				"The instance belongs to tenant %s, but the connection names tenant %s; the test used %s.",
+				auth.Tenant, want, want))
+		}
+	}
+	detail := "tenant " + r.tenant
+	if cached {
+		detail += " (discovered earlier)"
+	}
+	return passed(detail)
+}
+
+// discover asks the instance who signs for it: an unauthenticated request
+// that Dataverse answers with 401 and a Bearer challenge.
+func (r *run) discover(ctx context.Context) (authority, model.Check) {
+	ctx, cancel := context.WithTimeout(ctx, r.c.opts.StepTimeout)
+	defer cancel()
+	resp, body, err := r.get(ctx, r.inst.URL+"/api/data/v9.2/", "")
+	if err != nil {
+		return authority{}, r.transportFailure(ctx, err, true)
+	}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		return authority{}, r.dataverseFailure(resp, body)
+	case resp.StatusCode != http.StatusUnauthorized:
+		return authority{}, failed(CodeNotDataverse,
+			fmt.Sprintf("%s answered HTTP %d instead of asking for a Microsoft sign-in.", r.inst.URL, resp.StatusCode),
+			&model.Upstream{HTTPStatus: resp.StatusCode})
+	}
+	ch, err := parseChallenge(resp.Header.Values("WWW-Authenticate"))
+	if err != nil {
+		return authority{}, failed(CodeNotDataverse,
+			r.inst.URL+" asked for a sign-in, but not with the Bearer authorization_uri and resource_id that Dynamics 365 sends.",
+			&model.Upstream{HTTPStatus: resp.StatusCode})
+	}
+	auth, err := parseAuthority(r.inst, ch.AuthorizationURI, r.c.opts.AllowLoopback)
+	if err != nil {
+		return authority{}, failed(CodeAuthorityNotAllowed, err.Error(), &model.Upstream{HTTPStatus: resp.StatusCode})
+	}
+	return auth, model.Check{Status: model.CheckPassed}
+}
+
+func (r *run) token(ctx context.Context) model.Check {
+	if r.cr.ClientSecret.IsEmpty() {
+		return failed(CodeClientSecretMissing, "The client secret is empty.", nil)
+	}
+	clientID := strings.TrimSpace(r.cr.ClientID)
+	if clientID == "" {
+		return failed(CodeAppNotFound, "The Client ID is empty.", nil)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.c.opts.StepTimeout)
+	defer cancel()
+	cfg := clientcredentials.Config{
+		ClientID:     clientID,
+		ClientSecret: r.cr.ClientSecret.Reveal(),
+		TokenURL:     r.auth.TokenURL(r.tenant),
+		Scopes:       []string{r.inst.URL + "/.default"},
+		AuthStyle:    oauth2.AuthStyleInParams,
+	}
+	// Always a fresh token: a cached one would not prove the secret still works.
+	tok, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, r.hc))
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && !r.x.sawOverflow() && ctx.Err() == nil {
+			return r.entraFailure(re)
+		}
+		return r.transportFailure(ctx, err, false)
+	}
+	if tok.AccessToken == "" || !strings.EqualFold(tok.Type(), "Bearer") {
+		return failed(CodeUnexpectedResponse, "The token endpoint answered without a Bearer access token.", &model.Upstream{HTTPStatus: http.StatusOK})
+	}
+	r.accessToken = tok.AccessToken
+	host := r.auth.Base
+	if u, err := url.Parse(r.auth.Base); err == nil {
+		host = u.Host
+	}
+	return passed(fmt.Sprintf("%s issued a token for tenant %s", host, r.tenant))
+}
+
+// whoAmIResponse is Dataverse's WhoAmIResponse (microsoft-facts.md §4.2).
+type whoAmIResponse struct {
+	UserID         string `json:"UserId"`
+	BusinessUnitID string `json:"BusinessUnitId"`
+	OrganizationID string `json:"OrganizationId"`
+}
+
+func (r *run) whoAmI(ctx context.Context) model.Check {
+	ctx, cancel := context.WithTimeout(ctx, r.c.opts.StepTimeout)
+	defer cancel()
+	resp, body, err := r.get(ctx, r.inst.URL+"/api/data/v9.2/WhoAmI", r.accessToken)
+	if err != nil {
+		return r.transportFailure(ctx, err, false)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return r.dataverseFailure(resp, body)
+	}
+	var who whoAmIResponse
+	if err := json.Unmarshal(body, &who); err != nil ||
+		!guidPattern.MatchString(who.UserID) || !guidPattern.MatchString(who.BusinessUnitID) || !guidPattern.MatchString(who.OrganizationID) {
+		return failed(CodeUnexpectedResponse, "WhoAmI answered HTTP 200 without the user, business unit and organization ids.",
+			&model.Upstream{HTTPStatus: resp.StatusCode})
+	}
+	r.who = who
+	return passed("signed in as application user " + who.UserID)
+}
+
+// systemUser is the application user's row with its directly assigned roles.
+type systemUser struct {
+	FullName   string `json:"fullname"`
+	IsDisabled *bool  `json:"isdisabled"`
+	Roles      *[]struct {
+		Name   string `json:"name"`
+		RoleID string `json:"roleid"`
+	} `json:"systemuserroles_association"`
+}
+
+func (r *run) securityRole(ctx context.Context) model.Check {
+	ctx, cancel := context.WithTimeout(ctx, r.c.opts.StepTimeout)
+	defer cancel()
+	u := r.inst.URL + "/api/data/v9.2/systemusers(" + strings.ToLower(r.who.UserID) + ")" +
+		"?$select=fullname,isdisabled&$expand=systemuserroles_association($select=name,roleid)"
+	resp, body, err := r.get(ctx, u, r.accessToken)
+	if err != nil {
+		return r.transportFailure(ctx, err, false)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return r.dataverseFailure(resp, body)
+	}
+	var user systemUser
+	if err := json.Unmarshal(body, &user); err != nil || user.IsDisabled == nil || user.Roles == nil {
+		return failed(CodeUnexpectedResponse, "The application user's record came back without isdisabled or its roles.",
+			&model.Upstream{HTTPStatus: resp.StatusCode})
+	}
+	name := user.FullName
+	if name == "" {
+		name = "The application user"
+	}
+	if *user.IsDisabled {
+		return failed(CodeApplicationUserDisabled, name+" is disabled.", nil)
+	}
+	roles := make([]string, 0, len(*user.Roles))
+	for _, role := range *user.Roles {
+		roles = append(roles, role.Name)
+	}
+	r.roles = roles
+	if len(roles) == 0 {
+		return warned(CodeSecurityRoleMissing,
+			name+" has no security role of its own (roles it gets through a team are not counted).")
+	}
+	return passed(name + ": " + strings.Join(roles, ", "))
+}
+
+// get sends a GET with the OData headers, and a bearer token when given, and
+// returns the response with its body read (at most maxBody) and closed.
+func (r *run) get(ctx context.Context, rawURL, token string) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("new request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("OData-MaxVersion", "4.0")
+	req.Header.Set("OData-Version", "4.0")
+	req.Header.Set("If-None-Match", "null")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := r.hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %s: %w", req.URL.Path, err)
+	}
+	return resp, body, nil
+}
+
+// transportFailure classifies a request that got no usable answer.
+// discovery is true for the first request to the instance, where the
+// failure says something about the instance URL itself.
+func (r *run) transportFailure(ctx context.Context, err error, discovery bool) model.Check {
+	var refused *refusedError
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &refused):
+		return failed(CodeDestinationNotAllowed, refused.reason+".", nil)
+	case r.x.sawOverflow() || errors.Is(err, errBodyTooLarge):
+		return failed(CodeResponseTooLarge, "The answer was over 1 MiB; dynconn stopped reading it.", nil)
+	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
+		detail := fmt.Sprintf("No answer within %s.", r.c.opts.StepTimeout)
+		if errors.Is(context.Cause(ctx), context.DeadlineExceeded) && r.c.opts.Deadline < r.c.opts.StepTimeout {
+			detail = fmt.Sprintf("No answer within the test's %s deadline.", r.c.opts.Deadline)
+		}
+		if discovery {
+			return failed(CodeInstanceUnreachable, detail, nil)
+		}
+		return failed(CodeMicrosoftTimeout, detail, nil)
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		if discovery {
+			return failed(CodeInstanceNotFound, dnsErr.Name+" does not exist (DNS).", nil)
+		}
+		return failed(CodeMicrosoftUnreachable, dnsErr.Name+" does not exist (DNS).", nil)
+	case discovery:
+		return failed(CodeInstanceUnreachable, shorten(err.Error()), nil)
+	default:
+		return failed(CodeMicrosoftUnreachable, shorten(err.Error()), nil)
+	}
+}
+
+// entraError is Entra ID's OAuth error body (microsoft-facts.md §2.1).
+type entraError struct {
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+	ErrorCodes       []int  `json:"error_codes"`
+	TraceID          string `json:"trace_id"`
+	CorrelationID    string `json:"correlation_id"`
+}
+
+// entraCodes maps AADSTS numbers to diagnosis codes. Microsoft warns that
+// error_description changes; the numbers are what we branch on.
+var entraCodes = map[int]string{
+	7000215: CodeClientSecretInvalid,
+	7000222: CodeClientSecretExpired,
+	7000218: CodeClientSecretMissing,
+	700016:  CodeAppNotFound,
+	7000229: CodeAppServicePrincipalMissing,
+	7000112: CodeAppDisabled,
+	90002:   CodeTenantNotFound,
+	900023:  CodeTenantNotFound,
+	90038:   CodeTenantInOtherCloud,
+	500011:  CodeDynamicsNotInTenant,
+	70011:   CodeScopeRejected,
+	1002012: CodeScopeRejected,
+	53003:   CodeConditionalAccessBlocked,
+	90055:   CodeThrottled,
+}
+
+// entraFailure classifies the token endpoint's error answer.
+func (r *run) entraFailure(re *oauth2.RetrieveError) model.Check {
+	up := &model.Upstream{}
+	if re.Response != nil {
+		up.HTTPStatus = re.Response.StatusCode
+		up.RetryAfter = retryAfter(re.Response.Header.Get("Retry-After"), r.c.opts.Now())
+	}
+	var body entraError
+	parsed := json.Unmarshal(re.Body, &body) == nil && body.Error != ""
+	if parsed {
+		up.Error = body.Error
+		up.ErrorCodes = body.ErrorCodes
+		up.TraceID = body.TraceID
+		up.CorrelationID = body.CorrelationID
+		msg, _, _ := strings.Cut(body.ErrorDescription, "\r\n")
+		up.Message = shorten(msg)
+	}
+	code := ""
+	for _, n := range body.ErrorCodes {
+		if c, ok := entraCodes[n]; ok {
+			code = c
+			break
+		}
+	}
+	if code == "" {
+		switch {
+		case up.HTTPStatus == http.StatusTooManyRequests:
+			code = CodeThrottled
+		case up.HTTPStatus >= 500 || body.Error == "temporarily_unavailable":
+			code = CodeMicrosoftUnavailable
+		default:
+			code = CodeUnexpectedResponse
+		}
+	}
+	detail := ""
+	switch {
+	case code == CodeClientSecretInvalid && guidPattern.MatchString(strings.TrimSpace(r.cr.ClientSecret.Reveal())):
+		detail = "The secret you entered has the form of a Secret ID (a GUID); a secret's Value is not a GUID."
+	case !parsed:
+		detail = fmt.Sprintf("The token endpoint answered HTTP %d without Microsoft's error details.", up.HTTPStatus)
+	}
+	return failed(code, detail, up)
+}
+
+// dataverseError is the Web API's error body (microsoft-facts.md §5.1).
+type dataverseError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// dataverseCodes maps Dataverse's hex error codes (lower case) to diagnoses.
+var dataverseCodes = map[string]string{
+	"0x80072560": CodeApplicationUserMissing,  // UserNotMemberOfOrg
+	"0x80040225": CodeApplicationUserDisabled, // unManagedidsusernotenabled
+	"0x8004a112": CodeApplicationUserDisabled, // SystemUserDisabled
+	"0x80040220": CodePrivilegeMissing,        // PrivilegeDenied
+	"0x80042f09": CodeSecurityRoleMissing,     // UserNotAssignedRoles
+	"0x8004a113": CodeAdminMode,               // UserDoesNotHaveAdminOnlyModePermissions
+	"0x8004a104": CodeEnvironmentDisabled,     // OrganizationDisabled
+	"0x80095ffc": CodeDataverseAPIBlocked,     // app id restricted from the Dataverse API
+	"0x80072322": CodeThrottled,               // ThrottlingBurstRequestLimitExceededError
+	"0x80072321": CodeThrottled,               // ThrottlingTimeExceededError
+	"0x80072326": CodeThrottled,               // ThrottlingConcurrencyLimitExceededError
+	"0x8005f103": CodeThrottled,               // Throttling
+	"0x80044302": CodeTokenRejected,           // RequestIsNotAuthenticated
+	"0x8005f101": CodeTokenRejected,           // AccessTokenExpired
+}
+
+// dataverseFailure classifies a Dataverse error answer.
+func (r *run) dataverseFailure(resp *http.Response, body []byte) model.Check {
+	up := &model.Upstream{HTTPStatus: resp.StatusCode,
+		RetryAfter: retryAfter(resp.Header.Get("Retry-After"), r.c.opts.Now())}
+	var de dataverseError
+	parsed := json.Unmarshal(body, &de) == nil && (de.Error.Code != "" || de.Error.Message != "")
+	if parsed {
+		up.Code = de.Error.Code
+		up.Message = shorten(de.Error.Message)
+	}
+	code, ok := dataverseCodes[strings.ToLower(de.Error.Code)]
+	if !ok {
+		switch {
+		case resp.StatusCode == http.StatusTooManyRequests:
+			code = CodeThrottled
+		case resp.StatusCode >= 500:
+			code = CodeMicrosoftUnavailable
+		case resp.StatusCode == http.StatusUnauthorized:
+			code = CodeTokenRejected
+		case resp.StatusCode == http.StatusBadRequest && strings.Contains(de.Error.Message, " is disabled."):
+			code = CodeApplicationUserDisabled
+		default:
+			code = CodeUnexpectedResponse
+		}
+	}
+	detail := ""
+	if !parsed {
+		detail = fmt.Sprintf("Dynamics 365 answered HTTP %d without an error code.", resp.StatusCode)
+	}
+	return failed(code, detail, up)
+}
+
+// retryAfter reads a Retry-After header (seconds or an HTTP date) as seconds.
+func retryAfter(v string, now time.Time) int {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return n
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if s := int(t.Sub(now).Seconds() + 0.999); s > 0 {
+			return s
+		}
+	}
+	return 0
+}
+
+// shorten keeps upstream text to a size that fits a log line and a response.
+func shorten(s string) string {
+	const max = 500
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}
+
+// logResult writes the one log line per test. It names Microsoft's trace and
+// correlation ids so support can find the request in Microsoft's logs.
+func (c *Client) logResult(ctx context.Context, r *run, res model.TestResult) {
+	outcome := "ok"
+	if res.Error != nil {
+		outcome = res.Error.Code
+	}
+	attrs := []slog.Attr{
+		slog.String("outcome", outcome),
+		slog.Int64("duration_ms", res.DurationMS),
+		slog.String("instance", r.inst.URL),
+		slog.String("client_id", strings.TrimSpace(r.cr.ClientID)),
+		slog.String("tenant_id", r.tenant),
+	}
+	var warnings []string
+	for _, ch := range res.Checks {
+		if ch.Status == model.CheckWarning {
+			warnings = append(warnings, ch.Code)
+		}
+		if ch.Upstream == nil {
+			continue
+		}
+		up := ch.Upstream
+		attrs = append(attrs, slog.String("check", ch.Name), slog.Int("http_status", up.HTTPStatus))
+		if up.Error != "" {
+			attrs = append(attrs, slog.String("ms_error", up.Error), slog.Any("ms_error_codes", up.ErrorCodes))
+		}
+		if up.Code != "" {
+			attrs = append(attrs, slog.String("ms_code", up.Code))
+		}
+		if up.TraceID != "" || up.CorrelationID != "" {
+			attrs = append(attrs, slog.String("trace_id", up.TraceID), slog.String("correlation_id", up.CorrelationID))
+		}
+		if up.RetryAfter > 0 {
+			attrs = append(attrs, slog.Int("retry_after_seconds", up.RetryAfter))
+		}
+	}
+	if len(warnings) > 0 {
+		attrs = append(attrs, slog.Any("warnings", warnings))
+	}
+	c.logger.LogAttrs(ctx, slog.LevelInfo, "dynamics connection test", attrs...)
+}
