@@ -242,7 +242,7 @@ func applyUpdate(ctx context.Context, keys *crypto.Keyring, c *model.Connection,
 		}
 		c.Secret = sealed
 		c.SecretUpdatedAt = now
-		c.SecretExpiresAt = nil         // a new secret has its own expiry
+		c.SecretExpiresAt = nil // a new secret has its own expiry
 		credentialsChanged = true
 	}
 	if f.SecretExpiresAt != nil {

@@ -72,7 +72,6 @@ type testEnv struct {
 	responses *syncBuffer
 }
 
-
 func newEnv(t *testing.T, opts ...func(*Options)) *testEnv {
 	t.Helper()
 	keys, err := crypto.ParseKeyring(mustKey(t, "k1"), "")

@@ -95,7 +95,7 @@ func newMigrate(databaseURL string) (*migrate.Migrate, error) {
 	u, err := url.Parse(databaseURL)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		// Not err: url.Error quotes the whole URL, password included.
-		return nil, errors.New("migrate: database url must be a postgres:// url")
+		return nil, errors.New("migrate: database url is not a valid postgres:// url (for a unix socket, use ?host=/dir)")
 	}
 	u.Scheme = "pgx5" // the pgx/v5 driver's scheme; it turns it back into postgres://
 	src, err := iofs.New(migrations.FS, ".")

@@ -109,4 +109,4 @@ func parseConfig(raw string) (pgtestdb.Config, error) {
 }
 
 // errInvalidURL is parseConfig's only error.
-var errInvalidURL = errors.New("DATABASE_URL must be a postgres:// URL, e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+var errInvalidURL = errors.New("DATABASE_URL is not a valid postgres:// URL (for a Unix socket, use ?host=/dir), e.g. postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")

@@ -1,0 +1,86 @@
+# make run   - serve on :8080 with a private PostgreSQL, a development keyring and token
+# make test  - go test -race ./... against the private PostgreSQL (or $DATABASE_URL)
+#
+# With DATABASE_URL set, that server is used and no private cluster is started.
+# make run DYNAMICS_ALLOW_LOOPBACK=true (or make run-with-simulator) lets the
+# service talk to the local simulator (make simulator) instead of Microsoft.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+DEV := .dev
+PG := bash scripts/dev-postgres.sh
+# The database for recipes: DATABASE_URL when given, else the private cluster.
+DB_URL = $${DATABASE_URL:-$$($(PG) url)}
+
+.PHONY: help run run-with-simulator simulator test bench db db-stop fmt vet lint
+
+help:
+	@echo 'make run                 serve on :8080 (private PostgreSQL unless DATABASE_URL is set)'
+	@echo 'make run-with-simulator  the same, with DYNAMICS_ALLOW_LOOPBACK=true for make simulator'
+	@echo 'make simulator           run the local Dynamics 365 / Entra simulator'
+	@echo 'make test                go test -race ./... against PostgreSQL'
+	@echo 'make bench               benchmarks'
+	@echo 'make db | db-stop        start / stop the private PostgreSQL (scripts/dev-postgres.sh)'
+	@echo 'make fmt | vet | lint    formatting and static checks'
+
+db:
+ifeq ($(DATABASE_URL),)
+	@$(PG) start
+endif
+
+db-stop:
+	@$(PG) stop
+
+$(DEV)/keys:
+	@mkdir -p $(DEV)
+	@go run ./cmd/server keys generate > $@.tmp && chmod 600 $@.tmp && mv $@.tmp $@
+	@echo "made a development keyring in $@"
+
+$(DEV)/hs256:
+	@mkdir -p $(DEV)
+	@(umask 077 && head -c 32 /dev/urandom | base64 > $@)
+	@echo "made a development JWT secret in $@"
+
+run: db $(DEV)/keys $(DEV)/hs256
+	@export DATABASE_URL="$(DB_URL)" ENCRYPTION_KEYS_FILE="$(CURDIR)/$(DEV)/keys" \
+		AUTH_HS256_SECRET="$$(cat $(DEV)/hs256)" LISTEN_ADDR="$${LISTEN_ADDR:-:8080}"; \
+	go build -o bin/dynconn-server ./cmd/server; \
+	token=$$(go run ./cmd/devtoken); \
+	echo; \
+	echo "Development token (account acct-dev, valid 24h):"; \
+	echo "  export TOKEN=$$token"; \
+	echo; \
+	echo "Create a connection:"; \
+	echo "  curl -sS -X POST localhost:8080/connections -H \"Authorization: Bearer $$token\" -H 'Content-Type: application/json' \\"; \
+	echo "    -d '{\"name\":\"Contoso\",\"instance_url\":\"https://contoso.crm.dynamics.com\",\"client_id\":\"3f2b5c1e-8d4a-4b6e-9c7f-1a2b3c4d5e6f\",\"client_secret\":\"Abc8Q~example-secret-value\"}'"; \
+	echo; \
+	echo "List them:  curl -sS localhost:8080/connections -H \"Authorization: Bearer $$token\""; \
+	echo "Readiness:  curl -sS localhost:8080/readyz"; \
+	echo; \
+	exec bin/dynconn-server serve
+
+run-with-simulator:
+	@$(MAKE) --no-print-directory run DYNAMICS_ALLOW_LOOPBACK=true
+
+simulator:
+	go run ./cmd/dynamics-simulator
+
+test: db
+	DATABASE_URL="$(DB_URL)" go test -race -count=1 ./...
+
+bench: db
+	DATABASE_URL="$(DB_URL)" go test -run '^$$' -bench . -benchmem ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.dev/*')
+
+vet:
+	go vet ./...
+
+# lint: formatting, vet, and staticcheck when it is installed.
+lint: vet
+	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.dev/*')); \
+	if [[ -n "$$unformatted" ]]; then echo "not gofmt'ed:"; echo "$$unformatted"; exit 1; fi
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped"; fi
