@@ -58,6 +58,7 @@ run: db $(DEV)/keys $(DEV)/hs256
 	echo; \
 	echo "List them:  curl -sS localhost:8080/connections -H \"Authorization: Bearer $$token\""; \
 	echo "Readiness:  curl -sS localhost:8080/readyz"; \
+	if [[ "$${DYNAMICS_ALLOW_LOOPBACK:-}" == true ]]; then echo "DYNAMICS_ALLOW_LOOPBACK=true: http://127.0.0.1:PORT instance URLs (make simulator) are allowed"; fi; \
 	echo; \
 	exec bin/dynconn-server serve
 
@@ -73,14 +74,16 @@ test: db
 bench: db
 	DATABASE_URL="$(DB_URL)" go test -run '^$$' -bench . -benchmem ./...
 
+GO_FILES = $$(find . -name '*.go' -not -path './.dev/*' -not -path './.git/*')
+
 fmt:
-	gofmt -w $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.dev/*')
+	gofmt -w $(GO_FILES)
 
 vet:
 	go vet ./...
 
 # lint: formatting, vet, and staticcheck when it is installed.
 lint: vet
-	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.dev/*')); \
+	@unformatted=$$(gofmt -l $(GO_FILES)); \
 	if [[ -n "$$unformatted" ]]; then echo "not gofmt'ed:"; echo "$$unformatted"; exit 1; fi
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped"; fi

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/store/storetest"
+)
+
+// lockedBuffer collects the server's log output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServer runs the real program in-process and waits until /readyz says
+// it is ready. It returns the base URL and a function that stops the server
+// and returns run's error.
+func startServer(t *testing.T, env map[string]string, logs io.Writer) (string, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, []string{"server", "serve"}, func(k string) string { return env[k] }, io.Discard, logs)
+	}()
+	base := "http://" + env["LISTEN_ADDR"]
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		res, err := http.Get(base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-errc:
+			cancel()
+			t.Fatalf("server exited before it was ready: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatal("server not ready after 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop := func() error {
+		cancel()
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(25 * time.Second):
+			return errors.New("server did not stop within 25s")
+		}
+	}
+	return base, stop
+}
+
+// TestSecretNeverLeaks runs create, read, update and list through the real
+// program with debug logging, then searches the logs, every response and a
+// pg_dump of the database for the plaintext secrets.
+func TestSecretNeverLeaks(t *testing.T) {
+	dbURL := storetest.URL(t)
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hs = "e2e-signing-secret-0123456789-0123456789"
+	env := map[string]string{
+		"DATABASE_URL": dbURL, "LISTEN_ADDR": freeAddr(t), "ENCRYPTION_KEYS": key,
+		"AUTH_HS256_SECRET": hs, "LOG_LEVEL": "debug",
+	}
+	logs := &lockedBuffer{}
+	base, stop := startServer(t, env, logs)
+
+	secrets := []string{"Xy7Q~first.secret-value_0123456789abcd", "Zz9Q~rotated.secret-value_9876543210wxyz"}
+	tok, err := auth.NewToken([]byte(hs), "acct-e2e", "alice", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var responses bytes.Buffer
+	call := func(method, path, body string) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		fmt.Fprintf(&responses, "%v\n%s\n", res.Header, b)
+		if res.StatusCode >= 300 {
+			t.Fatalf("%s %s: %d %s", method, path, res.StatusCode, b)
+		}
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		return m
+	}
+	created := call("POST", "/connections", `{"instance_url":"contoso.crm.dynamics.com","client_id":"22222222-2222-2222-2222-222222222222","client_secret":"`+secrets[0]+`\n"}`)
+	id := created["id"].(string)
+	call("GET", "/connections/"+id, "")
+	call("PATCH", "/connections/"+id, `{"client_secret":"`+secrets[1]+`"}`)
+	call("GET", "/connections", "")
+	// A refused request that carries a secret must not echo it either.
+	req, _ := http.NewRequest("POST", base+"/connections", strings.NewReader(`{"client_secret":"`+secrets[0]+`","clientId":1`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	if res, err := http.DefaultClient.Do(req); err == nil {
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		responses.Write(b)
+	}
+
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v after SIGTERM-equivalent, want nil", err)
+	}
+	dump, err := exec.Command("pg_dump", "--data-only", dbURL).CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_dump: %v\n%s", err, dump)
+	}
+	if !strings.Contains(string(dump), id) {
+		t.Fatalf("pg_dump does not hold the connection %s: the search below would prove nothing", id)
+	}
+	if !strings.Contains(logs.String(), `"route":"/connections/{id}"`) {
+		t.Fatalf("debug logs lack the access log lines: the search below would prove nothing\n%s", logs.String())
+	}
+	for _, s := range secrets {
+		for where, text := range map[string]string{"logs": logs.String(), "responses": responses.String(), "pg_dump": string(dump)} {
+			if strings.Contains(text, s) {
+				t.Errorf("the plaintext secret appears in the %s", where)
+			}
+		}
+	}
+	if strings.Contains(logs.String(), tok) {
+		t.Error("the bearer token appears in the logs")
+	}
+}
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	env := map[string]string{
+		"DATABASE_URL": "mysql://x", "LISTEN_ADDR": "nope", "ENCRYPTION_KEYS": "k1:not-base64!",
+		"AUTH_HS256_SECRET": "short", "DYNAMICS_ALLOW_LOOPBACK": "perhaps", "LOG_LEVEL": "loud",
+	}
+	err := run(context.Background(), []string{"server", "serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("run accepted a broken configuration")
+	}
+	for _, v := range []string{"DATABASE_URL", "LISTEN_ADDR", "ENCRYPTION_KEYS", "AUTH_HS256_SECRET", "DYNAMICS_ALLOW_LOOPBACK", "LOG_LEVEL"} {
+		if !strings.Contains(err.Error(), v) {
+			t.Errorf("error does not name %s:\n%v", v, err)
+		}
+	}
+	if strings.Contains(err.Error(), "not-base64!") {
+		t.Errorf("error echoes a secret value:\n%v", err)
+	}
+}
