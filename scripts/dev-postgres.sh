@@ -58,8 +58,14 @@ install_postgres() {
 		echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.conf
 	fi
 	export DEBIAN_FRONTEND=noninteractive UCF_FORCE_CONFFOLD=1
-	apt-get update -qq
-	apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold postgresql >/dev/null
+	local log
+	log=$(mktemp)
+	if ! { apt-get update -q && apt-get install -y -q -o Dpkg::Options::=--force-confdef \
+		-o Dpkg::Options::=--force-confold postgresql; } >"$log" 2>&1; then
+		tail -n 30 "$log" >&2
+		die "apt-get install postgresql failed (full log: $log)"
+	fi
+	rm -f "$log"
 }
 
 bindir() {

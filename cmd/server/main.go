@@ -19,6 +19,7 @@ import (
 	"github.com/dynconn/dynconn/internal/api"
 	"github.com/dynconn/dynconn/internal/auth"
 	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/store"
 )
 
@@ -110,9 +111,13 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return fmt.Errorf("auth: %w", err)
 	}
 
+	dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: cfg.AllowLoopback, Logger: logger})
+	defer dyn.CloseIdleConnections()
+	go purgeIdempotencyKeys(ctx, logger, st)
+
 	srv := &http.Server{
 		Addr:              cfg.ListenAddr,
-		Handler:           api.NewServer(logger, st, keys, verifier, api.Options{AllowLoopback: cfg.AllowLoopback}),
+		Handler:           api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      60 * time.Second, // a connection test may take its full 25 s deadline
@@ -140,6 +145,25 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// purgeIdempotencyKeys deletes expired idempotency keys every few minutes
+// until ctx ends. Every replica does it; the DELETE is cheap and idempotent.
+func purgeIdempotencyKeys(ctx context.Context, logger *slog.Logger, st *store.Store) {
+	t := time.NewTicker(10 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if n, err := st.PurgeIdempotencyKeys(ctx); err != nil {
+				logger.Warn("purge idempotency keys", "err", err)
+			} else if n > 0 {
+				logger.Info("purged expired idempotency keys", "count", n)
+			}
+		}
+	}
 }
 
 func migrateCommand(args []string, getenv func(string) string, stdout io.Writer) error {

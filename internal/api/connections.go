@@ -48,12 +48,13 @@ type connectionResponse struct {
 
 // secretStatus reports that a secret is stored, never what it is.
 type secretStatus struct {
-	Set       bool       `json:"set"`
-	UpdatedAt time.Time  `json:"updated_at"`
-	ExpiresAt *time.Time `json:"expires_at"`
+	Set       bool              `json:"set"`
+	UpdatedAt time.Time         `json:"updated_at"`
+	ExpiresAt *time.Time        `json:"expires_at"`
+	State     model.SecretState `json:"state"`
 }
 
-func toConnectionResponse(c model.Connection) connectionResponse {
+func toConnectionResponse(c model.Connection, now time.Time) connectionResponse {
 	last := c.LastTest
 	if len(last) == 0 {
 		last = json.RawMessage("null")
@@ -61,7 +62,8 @@ func toConnectionResponse(c model.Connection) connectionResponse {
 	return connectionResponse{
 		ID: c.ID, Name: c.Name, InstanceURL: c.InstanceURL, ClientID: c.ClientID, TenantID: c.TenantID,
 		Cloud: c.Cloud, Status: c.Status, LastTest: last, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
-		ClientSecret: secretStatus{Set: len(c.Secret.Ciphertext) > 0, UpdatedAt: c.SecretUpdatedAt.UTC(), ExpiresAt: utcPtr(c.SecretExpiresAt)},
+		ClientSecret: secretStatus{Set: len(c.Secret.Ciphertext) > 0, UpdatedAt: c.SecretUpdatedAt.UTC(),
+			ExpiresAt: utcPtr(c.SecretExpiresAt), State: c.SecretState(now)},
 	}
 }
 
@@ -87,6 +89,17 @@ func newListResponse[T any](items []T, next string) listResponse[T] {
 		r.NextCursor = &next
 	}
 	return r
+}
+
+// auditOf says who makes a change in this request.
+func auditOf(r *http.Request) store.Audit {
+	return store.Audit{Actor: principalFrom(r.Context()).Subject, RequestID: requestIDFrom(r.Context())}
+}
+
+// writeConnection answers with c and its ETag.
+func writeConnection(w http.ResponseWriter, status int, c model.Connection, now time.Time) error {
+	w.Header().Set("ETag", etag(c))
+	return encode(w, status, toConnectionResponse(c, now))
 }
 
 // seal encrypts a client secret for the row (account, id): the associated
@@ -135,22 +148,42 @@ func handleConnectionCreate(logger *slog.Logger, st *store.Store, keys *crypto.K
 		if f.TenantID != nil && *f.TenantID != "" {
 			c.TenantID = f.TenantID
 		}
-		c, err = st.CreateConnection(r.Context(), c)
+		key, idempotent, err := idempotencyKey(r, o)
 		if err != nil {
 			return err
 		}
-		w.Header().Set("Location", "/connections/"+c.ID)
-		return encode(w, http.StatusCreated, toConnectionResponse(c))
+		if !idempotent {
+			if c, err = st.CreateConnection(r.Context(), c, auditOf(r)); err != nil {
+				return err
+			}
+			w.Header().Set("Location", "/connections/"+c.ID)
+			return writeConnection(w, http.StatusCreated, c, opts.Now())
+		}
+		resp, replayed, err := st.CreateConnectionOnce(r.Context(), c, auditOf(r), key, func(c model.Connection) (store.StoredResponse, error) {
+			body, err := json.Marshal(toConnectionResponse(c, opts.Now()))
+			return store.StoredResponse{Status: http.StatusCreated, Location: "/connections/" + c.ID, Body: append(body, '\n')}, err
+		})
+		if err != nil {
+			return err
+		}
+		if replayed {
+			w.Header().Set("Idempotent-Replayed", "true")
+		}
+		w.Header().Set("Location", resp.Location)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(resp.Status)
+		_, err = w.Write(resp.Body)
+		return err
 	})
 }
 
-func handleConnectionGet(logger *slog.Logger, st *store.Store) http.Handler {
+func handleConnectionGet(logger *slog.Logger, st *store.Store, opts Options) http.Handler {
 	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		c, err := st.Connection(r.Context(), principalFrom(r.Context()).Account, chi.URLParam(r, "id"))
 		if err != nil {
 			return err
 		}
-		return encode(w, http.StatusOK, toConnectionResponse(c))
+		return writeConnection(w, http.StatusOK, c, opts.Now())
 	})
 }
 
@@ -168,19 +201,29 @@ func parsePage(r *http.Request) (store.Page, error) {
 	return p, nil
 }
 
-func handleConnectionList(logger *slog.Logger, st *store.Store) http.Handler {
+func handleConnectionList(logger *slog.Logger, st *store.Store, opts Options) http.Handler {
 	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		p, err := parsePage(r)
 		if err != nil {
 			return err
 		}
-		cs, next, err := st.Connections(r.Context(), principalFrom(r.Context()).Account, p)
+		now := opts.Now()
+		f := store.Filter{Now: now}
+		switch s := model.SecretState(r.URL.Query().Get("secret_state")); s {
+		case "":
+		case model.SecretValid, model.SecretExpiring, model.SecretExpired, model.SecretUnknown:
+			f.SecretState = s
+		default:
+			return &validationError{fields: []fieldError{{Field: "secret_state", Code: "out_of_range",
+				Message: "secret_state must be valid, expiring, expired or unknown."}}}
+		}
+		cs, next, err := st.Connections(r.Context(), principalFrom(r.Context()).Account, p, f)
 		if err != nil {
 			return err
 		}
 		items := make([]connectionResponse, len(cs))
 		for i, c := range cs {
-			items[i] = toConnectionResponse(c)
+			items[i] = toConnectionResponse(c, now)
 		}
 		return encode(w, http.StatusOK, newListResponse(items, next))
 	})
@@ -197,13 +240,17 @@ func handleConnectionUpdate(logger *slog.Logger, st *store.Store, keys *crypto.K
 			return err
 		}
 		account := principalFrom(r.Context()).Account
-		c, err := st.UpdateConnection(r.Context(), account, chi.URLParam(r, "id"), func(c *model.Connection) error {
+		check := ifMatch(r)
+		c, err := st.UpdateConnection(r.Context(), account, chi.URLParam(r, "id"), auditOf(r), func(c *model.Connection) error {
+			if err := check(*c); err != nil {
+				return err
+			}
 			return applyUpdate(r.Context(), keys, c, f, opts.Now())
 		})
 		if err != nil {
 			return err
 		}
-		return encode(w, http.StatusOK, toConnectionResponse(c))
+		return writeConnection(w, http.StatusOK, c, opts.Now())
 	})
 }
 
@@ -267,10 +314,40 @@ func equalPtr(a, b *string) bool {
 
 func handleConnectionDelete(logger *slog.Logger, st *store.Store) http.Handler {
 	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		if err := st.DeleteConnection(r.Context(), principalFrom(r.Context()).Account, chi.URLParam(r, "id")); err != nil {
+		if err := st.DeleteConnection(r.Context(), principalFrom(r.Context()).Account, chi.URLParam(r, "id"), auditOf(r), ifMatch(r)); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
+	})
+}
+
+// eventResponse is one audit event (contract).
+type eventResponse struct {
+	ID           string          `json:"id"`
+	ConnectionID string          `json:"connection_id"`
+	Actor        string          `json:"actor"`
+	Action       string          `json:"action"`
+	RequestID    string          `json:"request_id"`
+	CreatedAt    time.Time       `json:"created_at"`
+	Details      json.RawMessage `json:"details"`
+}
+
+func handleConnectionEvents(logger *slog.Logger, st *store.Store) http.Handler {
+	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+		p, err := parsePage(r)
+		if err != nil {
+			return err
+		}
+		events, next, err := st.Events(r.Context(), principalFrom(r.Context()).Account, chi.URLParam(r, "id"), p)
+		if err != nil {
+			return err
+		}
+		items := make([]eventResponse, len(events))
+		for i, e := range events {
+			items[i] = eventResponse{ID: strconv.FormatInt(e.ID, 10), ConnectionID: e.ConnectionID, Actor: e.Actor,
+				Action: e.Action, RequestID: e.RequestID, CreatedAt: e.CreatedAt, Details: e.Details}
+		}
+		return encode(w, http.StatusOK, newListResponse(items, next))
 	})
 }

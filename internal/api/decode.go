@@ -113,6 +113,17 @@ func (o *object) timestamp(field string) (time.Time, bool) {
 	return t, true
 }
 
+// reject reports fields that parseConnectionFields would take but this
+// endpoint does not, as unknown fields.
+func (o *object) reject(fields ...string) {
+	for _, f := range fields {
+		if o.has(f) {
+			o.add(f, "unknown_field", fmt.Sprintf("This endpoint does not take %q.", f))
+			delete(o.raw, f)
+		}
+	}
+}
+
 // finish reports unknown fields (so a typo such as clientId is caught rather
 // than ignored) and returns every collected error, or nil.
 func (o *object) finish() error {

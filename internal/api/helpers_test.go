@@ -21,6 +21,8 @@ import (
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/auth"
 	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/dynamics"
+	"github.com/dynconn/dynconn/internal/dynamics/simulator"
 	"github.com/dynconn/dynconn/internal/store"
 	"github.com/dynconn/dynconn/internal/store/storetest"
 )
@@ -68,6 +70,9 @@ type testEnv struct {
 	st   *store.Store
 	keys *crypto.Keyring
 	logs *syncBuffer
+	// sim stands in for Microsoft; connections whose instance_url is
+	// sim.InstanceURL(scenario) meet that scenario.
+	sim *simulator.Server
 	// responses collects every response body, to search for secrets.
 	responses *syncBuffer
 }
@@ -89,13 +94,17 @@ func newEnvWith(t *testing.T, st *store.Store, keys *crypto.Keyring, opts ...fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	var o Options
+	o := Options{AllowLoopback: true}
 	for _, f := range opts {
 		f(&o)
 	}
-	srv := httptest.NewServer(NewServer(logger, st, keys, v, o))
+	sim := simulator.New(simulator.Options{SlowDelay: 200 * time.Millisecond})
+	t.Cleanup(sim.Close)
+	dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: true, Logger: logger, StepTimeout: 2 * time.Second, Deadline: 4 * time.Second})
+	t.Cleanup(dyn.CloseIdleConnections)
+	srv := httptest.NewServer(NewServer(logger, st, keys, v, dyn, o))
 	t.Cleanup(srv.Close)
-	return &testEnv{t: t, srv: srv, st: st, keys: keys, logs: logs, responses: &syncBuffer{}}
+	return &testEnv{t: t, srv: srv, st: st, keys: keys, logs: logs, sim: sim, responses: &syncBuffer{}}
 }
 
 // mustKey returns a keyring entry "id:base64" with a fresh key.

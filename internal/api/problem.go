@@ -29,6 +29,9 @@ const (
 	typeTimeout       = typeBase + "timeout"
 	typeInternal      = typeBase + "internal"
 	typeInvalidCursor = typeBase + "invalid-cursor"
+	typePrecondition  = typeBase + "precondition-failed"
+	typeInFlight      = typeBase + "idempotency-in-flight"
+	typeKeyReused     = typeBase + "idempotency-key-reused"
 )
 
 // problem is an RFC 9457 problem details object (contract shape).
@@ -96,6 +99,12 @@ func problemFor(err error) problem {
 	case errors.As(err, &conflict):
 		return problem{Type: typeConflict, Title: "A connection for this instance and client ID already exists.", Status: http.StatusConflict,
 			Detail: "Test or update the existing connection " + conflict.ExistingID + " instead of creating another.", ExistingID: conflict.ExistingID}
+	case errors.Is(err, store.ErrIdempotencyInFlight):
+		return problem{Type: typeInFlight, Title: "A request with this Idempotency-Key is still in progress.", Status: http.StatusConflict,
+			Detail: "Wait for the first request to finish, then retry: you will get its response.", retryAfter: 1}
+	case errors.Is(err, store.ErrIdempotencyMismatch):
+		return problem{Type: typeKeyReused, Title: "This Idempotency-Key was used with a different request.", Status: http.StatusUnprocessableEntity,
+			Detail: "Use a new Idempotency-Key for a new request; reuse a key only to retry the very same request."}
 	case errors.Is(err, store.ErrInvalidCursor):
 		return problem{Type: typeInvalidCursor, Title: "The cursor is not valid.", Status: http.StatusBadRequest,
 			Detail: "Pass the next_cursor of a previous page unchanged, or leave cursor out to start from the first page."}

@@ -23,8 +23,12 @@ type Options struct {
 	AllowLoopback bool
 	// Now is the clock; tests set it. Default time.Now.
 	Now func() time.Time
-	// RequestTimeout bounds each request. Default 30s.
+	// RequestTimeout bounds each request. Default 30s (a test may take 25s).
 	RequestTimeout time.Duration
+	// TestEvery and TestBurst set each account's rate of connection tests:
+	// a burst of TestBurst, then one every TestEvery. Default 10, then one per 6s.
+	TestEvery time.Duration
+	TestBurst int
 }
 
 func (o *Options) defaults() {
@@ -34,10 +38,16 @@ func (o *Options) defaults() {
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 30 * time.Second
 	}
+	if o.TestEvery == 0 {
+		o.TestEvery = 6 * time.Second
+	}
+	if o.TestBurst == 0 {
+		o.TestBurst = 10
+	}
 }
 
 // NewServer returns the HTTP handler of the whole API.
-func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, opts Options) http.Handler {
+func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, dyn tester, opts Options) http.Handler {
 	opts.defaults()
 	r := chi.NewRouter()
 	r.Use(requestID, accessLog(logger), recoverer(logger))
@@ -47,25 +57,27 @@ func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verif
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, logger, newProblem(http.StatusMethodNotAllowed, typeMethod, "Method not allowed.", "See /openapi.yaml for the methods of this endpoint."))
 	})
-	addRoutes(r, logger, st, keys, verifier, opts)
+	tr := &testRunner{dyn: dyn, limits: newAccountLimiter(opts.TestEvery, opts.TestBurst, opts.Now)}
+	addRoutes(r, logger, st, keys, verifier, tr, opts)
 	return r
 }
 
 // addRoutes lists the whole API surface in one place.
-func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, opts Options) {
+func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, tr *testRunner, opts Options) {
 	r.Method(http.MethodGet, "/healthz", handleHealthz())
 	r.Method(http.MethodGet, "/readyz", handleReadyz(logger, st, keys))
 	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())
 	r.Group(func(r chi.Router) {
 		r.Use(deadline(opts.RequestTimeout), authenticate(logger, verifier))
 		r.Method(http.MethodPost, "/connections", handleConnectionCreate(logger, st, keys, opts))
-		r.Method(http.MethodGet, "/connections", handleConnectionList(logger, st))
-		r.Method(http.MethodGet, "/connections/{id}", handleConnectionGet(logger, st))
+		r.Method(http.MethodGet, "/connections", handleConnectionList(logger, st, opts))
+		r.Method(http.MethodGet, "/connections/{id}", handleConnectionGet(logger, st, opts))
 		r.Method(http.MethodPatch, "/connections/{id}", handleConnectionUpdate(logger, st, keys, opts))
 		r.Method(http.MethodDelete, "/connections/{id}", handleConnectionDelete(logger, st))
-		r.Method(http.MethodPost, "/connections/{id}/test", handleNotImplemented(logger))
-		r.Method(http.MethodGet, "/connections/{id}/tests", handleNotImplemented(logger))
-		r.Method(http.MethodPost, "/connection-tests", handleNotImplemented(logger))
+		r.Method(http.MethodPost, "/connections/{id}/test", handleConnectionTest(logger, st, keys, tr, opts))
+		r.Method(http.MethodGet, "/connections/{id}/tests", handleConnectionTestList(logger, st))
+		r.Method(http.MethodGet, "/connections/{id}/events", handleConnectionEvents(logger, st))
+		r.Method(http.MethodPost, "/connection-tests", handleCredentialsTest(logger, st, keys, tr, opts))
 	})
 }
 
@@ -73,11 +85,5 @@ func handleOpenAPI() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		_, _ = w.Write(dynconn.OpenAPI)
-	})
-}
-
-func handleNotImplemented(logger *slog.Logger) http.Handler {
-	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		return newProblem(http.StatusNotImplemented, typeBase+"not-implemented", "Not implemented yet.", "")
 	})
 }

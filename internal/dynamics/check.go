@@ -213,11 +213,21 @@ func (r *run) token(ctx context.Context) model.Check {
 		AuthStyle:    oauth2.AuthStyleInParams,
 	}
 	// Always a fresh token: a cached one would not prove the secret still works.
+	r.x.takeStatus()
 	tok, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, r.hc))
+	status := r.x.takeStatus()
 	if err != nil {
 		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && !r.x.sawOverflow() && ctx.Err() == nil {
+		var refused *refusedError
+		switch {
+		case r.x.sawOverflow() || ctx.Err() != nil || errors.As(err, &refused):
+			return r.transportFailure(ctx, err, false)
+		case errors.As(err, &re):
 			return r.entraFailure(re)
+		case status != 0:
+			// An answer arrived but oauth2 could not read it (not JSON).
+			return failed(CodeUnexpectedResponse, "The token endpoint's answer could not be read: "+shorten(err.Error()),
+				&model.Upstream{HTTPStatus: status})
 		}
 		return r.transportFailure(ctx, err, false)
 	}

@@ -43,6 +43,9 @@ var blockedPrefixes = func() []netip.Prefix {
 		"169.254.0.0/16",  // link-local, cloud metadata
 		"172.16.0.0/12",   // private
 		"192.0.0.0/24",    // IETF protocol assignments
+		"192.0.2.0/24",    // documentation (TEST-NET-1)
+		"198.51.100.0/24", // documentation (TEST-NET-2)
+		"203.0.113.0/24",  // documentation (TEST-NET-3)
 		"192.168.0.0/16",  // private
 		"198.18.0.0/15",   // benchmarking
 		"224.0.0.0/4",     // multicast
@@ -60,7 +63,6 @@ var blockedPrefixes = func() []netip.Prefix {
 		"2001:10::/28",    // ORCHID
 		"2001::/32",       // Teredo: embeds an arbitrary IPv4 address
 		"2002::/16",       // 6to4: embeds an arbitrary IPv4 address
-		"64:ff9b::/96",    // NAT64: checked through the embedded IPv4 below
 		"::ffff:0:0/96",   // IPv4-mapped: unmapped before checking
 		"::ffff:0:0:0/96", // IPv4-translated
 	} {
@@ -217,6 +219,18 @@ type exchange struct {
 	allowed  []destination
 	overflow bool
 	requests int
+	// lastStatus is the status of the latest response, so an answer the
+	// oauth2 package could not parse is told apart from no answer at all.
+	lastStatus int
+}
+
+// takeStatus returns lastStatus and clears it for the next step.
+func (x *exchange) takeStatus() int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	s := x.lastStatus
+	x.lastStatus = 0
+	return s
 }
 
 func (x *exchange) allow(u *url.URL) {
@@ -277,6 +291,9 @@ func (g *guard) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.x.mu.Lock()
+	g.x.lastStatus = resp.StatusCode
+	g.x.mu.Unlock()
 	resp.Body = &cappedBody{rc: resp.Body, left: maxBody, x: g.x}
 	return resp, nil
 }

@@ -117,12 +117,51 @@ type Connection struct {
 
 	Secret          SealedSecret
 	SecretUpdatedAt time.Time
+	// SecretExpiresAt is when the customer said the secret expires, if they did.
 	SecretExpiresAt *time.Time
+	// SecretExpiredAt is when a test found that Microsoft considers the secret
+	// expired; a new secret clears it.
+	SecretExpiredAt *time.Time
 
-	Status    Status
-	LastTest  json.RawMessage // a TestResult as JSON, or nil
+	Status   Status
+	LastTest json.RawMessage // a TestResult as JSON, or nil
+	// Version grows by one with every change; the API's ETag is made from it.
+	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// SecretState says whether a connection's secret needs attention.
+type SecretState string
+
+// Secret states (contract).
+const (
+	SecretValid    SecretState = "valid"
+	SecretExpiring SecretState = "expiring"
+	SecretExpired  SecretState = "expired"
+	SecretUnknown  SecretState = "unknown"
+)
+
+// ExpiringWithin is how long before its expiry a secret counts as expiring.
+const ExpiringWithin = 30 * 24 * time.Hour
+
+// SecretState returns the state of c's secret at now: expired once Microsoft
+// said so or its expiry has passed, expiring within ExpiringWithin of it,
+// unknown when nobody told us when it expires. The store's secret_state filter
+// applies the same rule in SQL.
+func (c Connection) SecretState(now time.Time) SecretState {
+	switch {
+	case c.SecretExpiredAt != nil:
+		return SecretExpired
+	case c.SecretExpiresAt == nil:
+		return SecretUnknown
+	case !c.SecretExpiresAt.After(now):
+		return SecretExpired
+	case !c.SecretExpiresAt.After(now.Add(ExpiringWithin)):
+		return SecretExpiring
+	default:
+		return SecretValid
+	}
 }
 
 // SealedSecret is an envelope-encrypted secret as stored: the ciphertext, the

@@ -20,7 +20,7 @@ func BenchmarkCreateConnection(b *testing.B) {
 		b.StopTimer()
 		c := newConnection(account)
 		b.StartTimer()
-		if _, err := s.CreateConnection(ctx, c); err != nil {
+		if _, err := s.CreateConnection(ctx, c, testAudit); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -45,7 +45,7 @@ func BenchmarkUpdateConnection(b *testing.B) {
 	rename := func(c *model.Connection) error { c.Name = "renamed"; return nil }
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.UpdateConnection(ctx, account, c.ID, rename); err != nil {
+		if _, err := s.UpdateConnection(ctx, account, c.ID, testAudit, rename); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -59,13 +59,13 @@ func BenchmarkConnections(b *testing.B) {
 	for range 1000 {
 		create(b, s, newConnection(account))
 	}
-	_, cursor, err := s.Connections(ctx, account, store.Page{Limit: 50})
+	_, cursor, err := s.Connections(ctx, account, store.Page{Limit: 50}, store.Filter{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := s.Connections(ctx, account, store.Page{Limit: 50, Cursor: cursor}); err != nil {
+		if _, _, err := s.Connections(ctx, account, store.Page{Limit: 50, Cursor: cursor}, store.Filter{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -19,7 +19,7 @@ import (
 // connectionColumns lists, in order, the columns that connectionRow scans.
 const connectionColumns = `id, account, name, instance_url, cloud, client_id, tenant_id,
 	secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
-	status, last_test, created_at, updated_at`
+	secret_expired_at, status, last_test, version, created_at, updated_at`
 
 // connectionRow is a connections row as pgx scans it by column name.
 type connectionRow struct {
@@ -35,8 +35,10 @@ type connectionRow struct {
 	SecretKEKID      string          `db:"secret_kek_id"`
 	SecretUpdatedAt  time.Time       `db:"secret_updated_at"`
 	SecretExpiresAt  *time.Time      `db:"secret_expires_at"`
+	SecretExpiredAt  *time.Time      `db:"secret_expired_at"`
 	Status           string          `db:"status"`
 	LastTest         json.RawMessage `db:"last_test"`
+	Version          int64           `db:"version"`
 	CreatedAt        time.Time       `db:"created_at"`
 	UpdatedAt        time.Time       `db:"updated_at"`
 }
@@ -57,16 +59,23 @@ func (r connectionRow) toModel() model.Connection {
 			KEKID:      r.SecretKEKID,
 		},
 		SecretUpdatedAt: r.SecretUpdatedAt.UTC(),
+		SecretExpiresAt: utc(r.SecretExpiresAt),
+		SecretExpiredAt: utc(r.SecretExpiredAt),
 		Status:          model.Status(r.Status),
 		LastTest:        r.LastTest,
+		Version:         r.Version,
 		CreatedAt:       r.CreatedAt.UTC(),
 		UpdatedAt:       r.UpdatedAt.UTC(),
 	}
-	if r.SecretExpiresAt != nil {
-		t := r.SecretExpiresAt.UTC()
-		c.SecretExpiresAt = &t
-	}
 	return c
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
 }
 
 // timeOrNow returns nil for the zero time, so that COALESCE($n, now()) lets
@@ -90,35 +99,61 @@ func canonicalID(id string) (string, bool) {
 }
 
 const insertConnection = `
-INSERT INTO connections (` + connectionColumns + `)
+INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id,
+	secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
+	status, last_test, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, now()), $12, $13, $14,
 	COALESCE($15, now()), COALESCE($16, now()))
 RETURNING ` + connectionColumns
 
-// CreateConnection stores c and returns it as stored. The caller sets c.ID (a
-// uuid), since the sealed secret is bound to it. Zero CreatedAt, UpdatedAt and
+// CreateConnection stores c, and the connection.created event by a, in one
+// transaction, and returns c as stored. The caller sets c.ID (a uuid), since
+// the sealed secret is bound to it. Zero CreatedAt, UpdatedAt and
 // SecretUpdatedAt become the database's now(); an empty Status is untested.
 //
 // It returns a *ConflictError (errors.Is ErrConflict) naming the existing
 // connection if the account already has one with c's instance URL and client
 // id.
-func (s *Store) CreateConnection(ctx context.Context, c model.Connection) (model.Connection, error) {
+func (s *Store) CreateConnection(ctx context.Context, c model.Connection, a Audit) (model.Connection, error) {
+	var created model.Connection
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		created, err = createConnection(ctx, tx, c, a)
+		return err
+	})
+	return created, s.createError(ctx, c, err)
+}
+
+// createConnection inserts c and its audit event on tx.
+func createConnection(ctx context.Context, tx pgx.Tx, c model.Connection, a Audit) (model.Connection, error) {
 	if c.Status == "" {
 		c.Status = model.StatusUntested
 	}
-	rows, _ := s.pool.Query(ctx, insertConnection,
+	rows, _ := tx.Query(ctx, insertConnection,
 		c.ID, c.Account, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID,
 		c.Secret.Ciphertext, c.Secret.WrappedDEK, c.Secret.KEKID, timeOrNow(c.SecretUpdatedAt), c.SecretExpiresAt,
 		string(c.Status), c.LastTest, timeOrNow(c.CreatedAt), timeOrNow(c.UpdatedAt))
 	// A Query error comes back from CollectOneRow, as pgx intends.
 	row, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
-	if err = translate(err); errors.Is(err, ErrConflict) {
-		return model.Connection{}, s.conflict(ctx, c.Account, c.InstanceURL, c.ClientID)
+	if err != nil {
+		return model.Connection{}, translate(err)
+	}
+	created := row.toModel()
+	err = insertEvent(ctx, tx, created.Account, created.ID, a, ActionCreated, map[string]any{
+		"name": created.Name, "instance_url": created.InstanceURL, "client_id": created.ClientID, "cloud": created.Cloud,
+	})
+	return created, err
+}
+
+// createError turns the error of a create transaction into the one to return.
+func (s *Store) createError(ctx context.Context, c model.Connection, err error) error {
+	if errors.Is(err, ErrConflict) {
+		return s.conflict(ctx, c.Account, c.InstanceURL, c.ClientID)
 	}
 	if err != nil {
-		return model.Connection{}, fmt.Errorf("insert connection: %w", err)
+		return fmt.Errorf("insert connection: %w", err)
 	}
-	return row.toModel(), nil
+	return nil
 }
 
 const selectConflicting = `
@@ -199,39 +234,62 @@ func (p Page) limit() int {
 	return p.Limit
 }
 
+// Filter narrows a list of connections.
+type Filter struct {
+	// SecretState keeps only connections whose secret is in this state at Now
+	// ("" keeps all). The rule is model.Connection.SecretState's.
+	SecretState model.SecretState
+	// Now is the time secret states are judged at.
+	Now time.Time
+}
+
+// secretStateSQL is model.Connection.SecretState as SQL conditions, with $5
+// the time to judge at and $6 that time plus model.ExpiringWithin.
+var secretStateSQL = map[model.SecretState]string{
+	model.SecretExpired:  `(secret_expired_at IS NOT NULL OR secret_expires_at <= $5)`,
+	model.SecretExpiring: `(secret_expired_at IS NULL AND secret_expires_at > $5 AND secret_expires_at <= $6)`,
+	model.SecretValid:    `(secret_expired_at IS NULL AND secret_expires_at > $6)`,
+	model.SecretUnknown:  `(secret_expired_at IS NULL AND secret_expires_at IS NULL)`,
+}
+
 const listConnections = `
 SELECT ` + connectionColumns + ` FROM connections
-WHERE account = $1
+WHERE account = $1 AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid)) AND %s
 ORDER BY created_at, id
 LIMIT $2`
 
-const listConnectionsAfter = `
-SELECT ` + connectionColumns + ` FROM connections
-WHERE account = $1 AND (created_at, id) > ($3, $4)
-ORDER BY created_at, id
-LIMIT $2`
-
-// Connections returns a page of the account's connections, oldest first (by
-// created_at, then id for rows created in the same microsecond), and the
-// cursor of the next page, "" on the last page. Pagination is by keyset, so
-// rows created or deleted between pages neither repeat nor shift others.
+// Connections returns a page of the account's connections that pass f,
+// oldest first (by created_at, then id for rows created in the same
+// microsecond), and the cursor of the next page, "" on the last page.
+// Pagination is by keyset, so rows created or deleted between pages neither
+// repeat nor shift others.
 //
 // It returns ErrInvalidCursor if p.Cursor is not a cursor it returned.
-func (s *Store) Connections(ctx context.Context, account string, p Page) (items []model.Connection, nextCursor string, err error) {
+func (s *Store) Connections(ctx context.Context, account string, p Page, f Filter) (items []model.Connection, nextCursor string, err error) {
 	limit := p.limit()
+	cond := "true"
+	if f.SecretState != "" {
+		var ok bool
+		if cond, ok = secretStateSQL[f.SecretState]; !ok {
+			return nil, "", fmt.Errorf("unknown secret state %q", f.SecretState)
+		}
+	}
 	// One more row than asked tells whether there is a next page, so the last
 	// page says so and the client never fetches an empty one.
-	args := []any{account, limit + 1}
-	query := listConnections
+	var createdAt *time.Time
+	var afterID *string
 	if p.Cursor != "" {
-		createdAt, id, err := decodeCursor(p.Cursor)
+		t, id, err := decodeCursor(p.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
-		args = append(args, createdAt, id)
-		query = listConnectionsAfter
+		createdAt, afterID = &t, &id
 	}
-	rows, _ := s.pool.Query(ctx, query, args...)
+	args := []any{account, limit + 1, createdAt, afterID}
+	if f.SecretState != "" {
+		args = append(args, f.Now, f.Now.Add(model.ExpiringWithin))
+	}
+	rows, _ := s.pool.Query(ctx, fmt.Sprintf(listConnections, cond), args...)
 	list, err := pgx.CollectRows(rows, pgx.RowToStructByName[connectionRow])
 	if err != nil {
 		return nil, "", fmt.Errorf("list connections: %w", err)
@@ -286,21 +344,26 @@ const updateConnection = `
 UPDATE connections SET
 	name = $3, instance_url = $4, cloud = $5, client_id = $6, tenant_id = $7,
 	secret_ciphertext = $8, secret_wrapped_dek = $9, secret_kek_id = $10,
-	secret_updated_at = COALESCE($11, now()), secret_expires_at = $12,
-	status = $13, last_test = $14, updated_at = now()
+	secret_updated_at = COALESCE($11, now()), secret_expires_at = $12, secret_expired_at = $13,
+	status = $14, last_test = $15, version = version + 1, updated_at = now()
 WHERE account = $1 AND id = $2
 RETURNING ` + connectionColumns
 
 // UpdateConnection changes the account's connection with the given id in one
-// transaction: it locks the row, passes it to update, and writes back every
-// mutable field (all but ID, Account and CreatedAt, whose changes are
-// ignored), setting UpdatedAt to now. If update replaced the sealed secret
-// without changing SecretUpdatedAt, SecretUpdatedAt becomes now too.
+// transaction: it locks the row, passes it to update, writes back every
+// mutable field (all but ID, Account, Version and CreatedAt, whose changes are
+// ignored), and records the change by a as one audit event: connection.updated
+// with the names of the changed fields, or connection.secret_rotated when the
+// secret was replaced. UpdatedAt becomes now and Version grows by one. If
+// update replaced the sealed secret without changing SecretUpdatedAt,
+// SecretUpdatedAt becomes now too, and a recorded expiry (SecretExpiredAt) is
+// cleared: it belonged to the old secret.
 //
 // If update returns an error, nothing is written and that error is returned
-// unwrapped. It returns ErrNotFound as Connection does, and a *ConflictError if
-// the new instance URL and client id are another connection's.
-func (s *Store) UpdateConnection(ctx context.Context, account, id string, update func(*model.Connection) error) (model.Connection, error) {
+// unwrapped (so update can refuse a stale If-Match). It returns ErrNotFound as
+// Connection does, and a *ConflictError if the new instance URL and client id
+// are another connection's.
+func (s *Store) UpdateConnection(ctx context.Context, account, id string, a Audit, update func(*model.Connection) error) (model.Connection, error) {
 	id, ok := canonicalID(id)
 	if !ok {
 		return model.Connection{}, ErrNotFound
@@ -319,16 +382,27 @@ func (s *Store) UpdateConnection(ctx context.Context, account, id string, update
 		if updateErr = update(&c); updateErr != nil {
 			return updateErr
 		}
+		rotated := secretChanged(before.Secret, c.Secret)
 		secretUpdatedAt := timeOrNow(c.SecretUpdatedAt)
-		if secretChanged(before.Secret, c.Secret) && c.SecretUpdatedAt.Equal(before.SecretUpdatedAt) {
-			secretUpdatedAt = nil // now()
+		if rotated {
+			c.SecretExpiredAt = nil
+			if c.SecretUpdatedAt.Equal(before.SecretUpdatedAt) {
+				secretUpdatedAt = nil // now()
+			}
 		}
 		rows, _ := tx.Query(ctx, updateConnection, account, id,
 			c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID,
 			c.Secret.Ciphertext, c.Secret.WrappedDEK, c.Secret.KEKID, secretUpdatedAt, c.SecretExpiresAt,
-			string(c.Status), c.LastTest)
+			c.SecretExpiredAt, string(c.Status), c.LastTest)
 		row, err = pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
-		return translate(err)
+		if err != nil {
+			return translate(err)
+		}
+		action := ActionUpdated
+		if rotated {
+			action = ActionSecretRotated
+		}
+		return insertEvent(ctx, tx, account, id, a, action, map[string]any{"changed": changedFields(before, c, rotated)})
 	})
 	switch {
 	case updateErr != nil:
@@ -343,6 +417,38 @@ func (s *Store) UpdateConnection(ctx context.Context, account, id string, update
 	return row.toModel(), nil
 }
 
+// changedFields names, as the API does, the fields an update changed. It
+// names client_secret, never its value.
+func changedFields(before, after model.Connection, rotated bool) []string {
+	changed := []string{}
+	add := func(name string, differ bool) {
+		if differ {
+			changed = append(changed, name)
+		}
+	}
+	add("name", before.Name != after.Name)
+	add("instance_url", before.InstanceURL != after.InstanceURL)
+	add("client_id", before.ClientID != after.ClientID)
+	add("tenant_id", !equalPtr(before.TenantID, after.TenantID))
+	add("client_secret", rotated)
+	add("client_secret_expires_at", !equalTimePtr(before.SecretExpiresAt, after.SecretExpiresAt))
+	return changed
+}
+
+func equalPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+func equalTimePtr(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Equal(*b)
+}
+
 // secretChanged reports whether a and b are different sealed secrets.
 func secretChanged(a, b model.SealedSecret) bool {
 	return a.KEKID != b.KEKID || !bytes.Equal(a.Ciphertext, b.Ciphertext) || !bytes.Equal(a.WrappedDEK, b.WrappedDEK)
@@ -351,40 +457,39 @@ func secretChanged(a, b model.SealedSecret) bool {
 const deleteConnection = `DELETE FROM connections WHERE account = $1 AND id = $2`
 
 // DeleteConnection deletes the account's connection with the given id, and
-// with it the sealed secret. It returns ErrNotFound as Connection does.
-func (s *Store) DeleteConnection(ctx context.Context, account, id string) error {
+// with it the sealed secret and the test history, and records the
+// connection.deleted event by a, in one transaction. check sees the locked
+// row first and may refuse (a stale If-Match): its error is returned
+// unwrapped and nothing is deleted. It returns ErrNotFound as Connection does.
+func (s *Store) DeleteConnection(ctx context.Context, account, id string, a Audit, check func(model.Connection) error) error {
 	id, ok := canonicalID(id)
 	if !ok {
 		return ErrNotFound
 	}
-	tag, err := s.pool.Exec(ctx, deleteConnection, account, id)
-	if err != nil {
+	var checkErr error
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		c, err := connection(ctx, tx, selectConnectionForUpdate, account, id)
+		if err != nil {
+			return err
+		}
+		if checkErr = check(c); checkErr != nil {
+			return checkErr
+		}
+		if _, err := tx.Exec(ctx, deleteConnection, account, id); err != nil {
+			return err
+		}
+		// The event keeps what identifies the connection, for when it is gone.
+		return insertEvent(ctx, tx, account, id, a, ActionDeleted, map[string]any{
+			"name": c.Name, "instance_url": c.InstanceURL, "client_id": c.ClientID,
+		})
+	})
+	switch {
+	case checkErr != nil:
+		return checkErr
+	case errors.Is(err, ErrNotFound):
+		return ErrNotFound
+	case err != nil:
 		return fmt.Errorf("delete connection: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
-	}
-	return nil
-}
-
-const saveTestResult = `
-UPDATE connections SET status = $3, last_test = $4, updated_at = now()
-WHERE account = $1 AND id = $2`
-
-// SaveTestResult records the outcome of a connection test: the new status and
-// the result as JSON (a model.TestResult). It returns ErrNotFound as
-// Connection does.
-func (s *Store) SaveTestResult(ctx context.Context, account, id string, status model.Status, result []byte) error {
-	id, ok := canonicalID(id)
-	if !ok {
-		return ErrNotFound
-	}
-	tag, err := s.pool.Exec(ctx, saveTestResult, account, id, string(status), json.RawMessage(result))
-	if err != nil {
-		return fmt.Errorf("save test result: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return ErrNotFound
 	}
 	return nil
 }

@@ -27,6 +27,12 @@ const (
 	other   = "acct-2"
 )
 
+// testAudit is who the tests' changes are by.
+var testAudit = store.Audit{Actor: "tester", RequestID: "req-1"}
+
+// noCheck lets every delete through.
+func noCheck(model.Connection) error { return nil }
+
 // newConnection returns a connection for account that no other call returns
 // a duplicate of.
 func newConnection(account string) model.Connection {
@@ -49,7 +55,7 @@ func newConnection(account string) model.Connection {
 // create stores c and fails the test on error.
 func create(t testing.TB, s *store.Store, c model.Connection) model.Connection {
 	t.Helper()
-	got, err := s.CreateConnection(context.Background(), c)
+	got, err := s.CreateConnection(context.Background(), c, testAudit)
 	if err != nil {
 		t.Fatalf("CreateConnection: %v", err)
 	}
@@ -90,6 +96,7 @@ func TestCreateConnection(t *testing.T) {
 		}
 		want := in
 		want.Status = model.StatusUntested
+		want.Version = 1
 		want.CreatedAt, want.UpdatedAt, want.SecretUpdatedAt = got.CreatedAt, got.UpdatedAt, got.SecretUpdatedAt
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("CreateConnection returned (-want +got):\n%s", diff)
@@ -108,6 +115,7 @@ func TestCreateConnection(t *testing.T) {
 		in.LastTest = json.RawMessage(`{"ok": true}`) // as jsonb prints it
 
 		got := create(t, s, in)
+		in.Version = 1
 		if diff := cmp.Diff(in, got); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
@@ -116,7 +124,7 @@ func TestCreateConnection(t *testing.T) {
 	t.Run("invalid cloud is refused by the database", func(t *testing.T) {
 		in := newConnection(account)
 		in.Cloud = "mars"
-		if _, err := s.CreateConnection(ctx, in); err == nil {
+		if _, err := s.CreateConnection(ctx, in, testAudit); err == nil {
 			t.Fatal("CreateConnection with cloud mars succeeded")
 		}
 	})
@@ -131,7 +139,7 @@ func TestCreateConnectionDuplicate(t *testing.T) {
 	t.Run("same instance and client returns ConflictError with existing id", func(t *testing.T) {
 		dup := newConnection(account)
 		dup.InstanceURL, dup.ClientID = first.InstanceURL, first.ClientID
-		_, err := s.CreateConnection(ctx, dup)
+		_, err := s.CreateConnection(ctx, dup, testAudit)
 		if !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("err = %v, want ErrConflict", err)
 		}
@@ -205,7 +213,7 @@ func TestConnectionsPagination(t *testing.T) {
 	var got []string
 	cursor := ""
 	for page := 0; ; page++ {
-		items, next, err := s.Connections(ctx, account, store.Page{Limit: 3, Cursor: cursor})
+		items, next, err := s.Connections(ctx, account, store.Page{Limit: 3, Cursor: cursor}, store.Filter{})
 		if err != nil {
 			t.Fatalf("page %d: %v", page, err)
 		}
@@ -234,21 +242,21 @@ func TestConnectionsPagination(t *testing.T) {
 	}
 
 	t.Run("exactly one full page has no next cursor", func(t *testing.T) {
-		items, next, err := s.Connections(ctx, account, store.Page{Limit: 7})
+		items, next, err := s.Connections(ctx, account, store.Page{Limit: 7}, store.Filter{})
 		if err != nil || len(items) != 7 || next != "" {
 			t.Errorf("got %d items, next %q, err %v; want 7, \"\", nil", len(items), next, err)
 		}
 	})
 
 	t.Run("zero limit means the default", func(t *testing.T) {
-		items, _, err := s.Connections(ctx, account, store.Page{})
+		items, _, err := s.Connections(ctx, account, store.Page{}, store.Filter{})
 		if err != nil || len(items) != 7 {
 			t.Errorf("got %d items, err %v; want 7, nil", len(items), err)
 		}
 	})
 
 	t.Run("account without connections gets an empty page", func(t *testing.T) {
-		items, next, err := s.Connections(ctx, "nobody", store.Page{Limit: 3})
+		items, next, err := s.Connections(ctx, "nobody", store.Page{Limit: 3}, store.Filter{})
 		if err != nil || len(items) != 0 || next != "" {
 			t.Errorf("got %v, %q, %v; want no items, \"\", nil", items, next, err)
 		}
@@ -269,7 +277,7 @@ func TestConnectionsInvalidCursor(t *testing.T) {
 		"empty both parts": enc("|"),
 	} {
 		t.Run(name+" returns ErrInvalidCursor", func(t *testing.T) {
-			_, _, err := s.Connections(context.Background(), account, store.Page{Limit: 3, Cursor: cursor})
+			_, _, err := s.Connections(context.Background(), account, store.Page{Limit: 3, Cursor: cursor}, store.Filter{})
 			if !errors.Is(err, store.ErrInvalidCursor) {
 				t.Errorf("err = %v, want ErrInvalidCursor", err)
 			}
@@ -289,7 +297,7 @@ func TestUpdateConnection(t *testing.T) {
 		c := create(t, s, in)
 
 		tenant := uuid.NewString()
-		got, err := s.UpdateConnection(ctx, account, c.ID, func(c *model.Connection) error {
+		got, err := s.UpdateConnection(ctx, account, c.ID, testAudit, func(c *model.Connection) error {
 			c.ID, c.Account, c.CreatedAt = uuid.NewString(), other, time.Now()
 			c.Name = "renamed"
 			c.InstanceURL = "https://renamed.crm9.dynamics.com"
@@ -327,7 +335,7 @@ func TestUpdateConnection(t *testing.T) {
 		in := newConnection(account)
 		in.SecretUpdatedAt = old
 		c := create(t, s, in)
-		got, err := s.UpdateConnection(ctx, account, c.ID, func(c *model.Connection) error {
+		got, err := s.UpdateConnection(ctx, account, c.ID, testAudit, func(c *model.Connection) error {
 			c.Secret = model.SealedSecret{Ciphertext: []byte("new"), WrappedDEK: []byte("dek"), KEKID: "k2"}
 			return nil
 		})
@@ -345,7 +353,7 @@ func TestUpdateConnection(t *testing.T) {
 	t.Run("given secret_updated_at is kept", func(t *testing.T) {
 		c := create(t, s, newConnection(account))
 		at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-		got, err := s.UpdateConnection(ctx, account, c.ID, func(c *model.Connection) error {
+		got, err := s.UpdateConnection(ctx, account, c.ID, testAudit, func(c *model.Connection) error {
 			c.Secret.Ciphertext = []byte("new")
 			c.SecretUpdatedAt = at
 			c.SecretExpiresAt = &at
@@ -362,7 +370,7 @@ func TestUpdateConnection(t *testing.T) {
 	t.Run("error from update aborts and is returned", func(t *testing.T) {
 		c := create(t, s, newConnection(account))
 		errStop := errors.New("stop")
-		_, err := s.UpdateConnection(ctx, account, c.ID, func(c *model.Connection) error {
+		_, err := s.UpdateConnection(ctx, account, c.ID, testAudit, func(c *model.Connection) error {
 			c.Name = "must not be written"
 			return errStop
 		})
@@ -377,7 +385,7 @@ func TestUpdateConnection(t *testing.T) {
 	t.Run("another account's id returns ErrNotFound and leaves the row", func(t *testing.T) {
 		c := create(t, s, newConnection(account))
 		called := false
-		_, err := s.UpdateConnection(ctx, other, c.ID, func(c *model.Connection) error {
+		_, err := s.UpdateConnection(ctx, other, c.ID, testAudit, func(c *model.Connection) error {
 			called = true
 			c.Name = "hijacked"
 			return nil
@@ -392,7 +400,7 @@ func TestUpdateConnection(t *testing.T) {
 
 	t.Run("unknown or malformed id returns ErrNotFound", func(t *testing.T) {
 		for _, id := range []string{uuid.NewString(), "nope"} {
-			_, err := s.UpdateConnection(ctx, account, id, func(*model.Connection) error { return nil })
+			_, err := s.UpdateConnection(ctx, account, id, testAudit, func(*model.Connection) error { return nil })
 			if !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("id %q: err = %v, want ErrNotFound", id, err)
 			}
@@ -402,7 +410,7 @@ func TestUpdateConnection(t *testing.T) {
 	t.Run("taking another connection's instance and client returns ConflictError", func(t *testing.T) {
 		a := create(t, s, newConnection(account))
 		b := create(t, s, newConnection(account))
-		_, err := s.UpdateConnection(ctx, account, b.ID, func(c *model.Connection) error {
+		_, err := s.UpdateConnection(ctx, account, b.ID, testAudit, func(c *model.Connection) error {
 			c.InstanceURL, c.ClientID = a.InstanceURL, a.ClientID
 			return nil
 		})
@@ -431,7 +439,7 @@ func TestUpdateConnectionSerializes(t *testing.T) {
 	errs := make(chan error, n)
 	for range n {
 		wg.Go(func() {
-			_, err := s.UpdateConnection(ctx, account, c.ID, func(c *model.Connection) error {
+			_, err := s.UpdateConnection(ctx, account, c.ID, testAudit, func(c *model.Connection) error {
 				c.Name += "x"
 				return nil
 			})
@@ -456,21 +464,21 @@ func TestDeleteConnection(t *testing.T) {
 	ctx := context.Background()
 	c := create(t, s, newConnection(account))
 
-	if err := s.DeleteConnection(ctx, other, c.ID); !errors.Is(err, store.ErrNotFound) {
+	if err := s.DeleteConnection(ctx, other, c.ID, testAudit, noCheck); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("delete from another account: err = %v, want ErrNotFound", err)
 	}
 	get(t, s, account, c.ID) // still there
 
-	if err := s.DeleteConnection(ctx, account, "not-a-uuid"); !errors.Is(err, store.ErrNotFound) {
+	if err := s.DeleteConnection(ctx, account, "not-a-uuid", testAudit, noCheck); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("malformed id: err = %v, want ErrNotFound", err)
 	}
-	if err := s.DeleteConnection(ctx, account, c.ID); err != nil {
+	if err := s.DeleteConnection(ctx, account, c.ID, testAudit, noCheck); err != nil {
 		t.Fatalf("DeleteConnection: %v", err)
 	}
 	if _, err := s.Connection(ctx, account, c.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("after delete: err = %v, want ErrNotFound", err)
 	}
-	if err := s.DeleteConnection(ctx, account, c.ID); !errors.Is(err, store.ErrNotFound) {
+	if err := s.DeleteConnection(ctx, account, c.ID, testAudit, noCheck); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second delete: err = %v, want ErrNotFound", err)
 	}
 
@@ -480,27 +488,27 @@ func TestDeleteConnection(t *testing.T) {
 	create(t, s, again)
 }
 
-func TestSaveTestResult(t *testing.T) {
+func TestRecordTestResult(t *testing.T) {
 	t.Parallel()
 	s := storetest.New(t)
 	ctx := context.Background()
 	c := create(t, s, newConnection(account))
 	result := []byte(`{"ok": true, "checks": [{"name": "token", "status": "passed"}]}`)
 
-	if err := s.SaveTestResult(ctx, other, c.ID, model.StatusConnected, result); !errors.Is(err, store.ErrNotFound) {
+	if err := s.RecordTestResult(ctx, other, c.ID, testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, SecretUpdatedAt: c.SecretUpdatedAt}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("another account: err = %v, want ErrNotFound", err)
 	}
 	if diff := cmp.Diff(c, get(t, s, account, c.ID)); diff != "" {
 		t.Fatalf("another account's save changed the row (-before +after):\n%s", diff)
 	}
 	for _, id := range []string{uuid.NewString(), "nope"} {
-		if err := s.SaveTestResult(ctx, account, id, model.StatusConnected, result); !errors.Is(err, store.ErrNotFound) {
+		if err := s.RecordTestResult(ctx, account, id, testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, SecretUpdatedAt: c.SecretUpdatedAt}); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("id %q: err = %v, want ErrNotFound", id, err)
 		}
 	}
 
-	if err := s.SaveTestResult(ctx, account, c.ID, model.StatusConnected, result); err != nil {
-		t.Fatalf("SaveTestResult: %v", err)
+	if err := s.RecordTestResult(ctx, account, c.ID, testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, SecretUpdatedAt: c.SecretUpdatedAt}); err != nil {
+		t.Fatalf("RecordTestResult: %v", err)
 	}
 	got := get(t, s, account, c.ID)
 	if got.Status != model.StatusConnected {
@@ -517,7 +525,7 @@ func TestSaveTestResult(t *testing.T) {
 		t.Errorf("LastTest (-want +got):\n%s", diff)
 	}
 
-	if err := s.SaveTestResult(ctx, account, c.ID, "bogus", result); err == nil {
+	if err := s.RecordTestResult(ctx, account, c.ID, testAudit, store.TestRecord{Status: "bogus", Result: result, SecretUpdatedAt: c.SecretUpdatedAt}); err == nil {
 		t.Error("status bogus was accepted")
 	}
 }

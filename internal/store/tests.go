@@ -1,0 +1,126 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dynconn/dynconn/internal/model"
+)
+
+// TestHistoryLength is how many test results are kept per connection.
+const TestHistoryLength = 50
+
+// TestRecord is the outcome of one test of a stored connection.
+type TestRecord struct {
+	// Status is the connection's status the result implies.
+	Status model.Status
+	// Result is the model.TestResult as JSON.
+	Result []byte
+	// Code is the diagnosis code of a failure, "" when the test passed.
+	Code string
+	// SecretExpired reports whether Microsoft said the secret has expired.
+	SecretExpired bool
+	// SecretUpdatedAt identifies the secret that was tested. If the secret was
+	// replaced while the test ran, the result is kept in the history but no
+	// longer describes the connection, so its status is left alone.
+	SecretUpdatedAt time.Time
+}
+
+const updateTested = `
+UPDATE connections SET status = $3, last_test = $4,
+	secret_expired_at = CASE WHEN $5 THEN COALESCE(secret_expired_at, now()) ELSE secret_expired_at END,
+	version = version + 1, updated_at = now()
+WHERE account = $1 AND id = $2 AND secret_updated_at = $6`
+
+const insertTest = `
+INSERT INTO connection_tests (connection_id, account, code, result) VALUES ($1, $2, NULLIF($3, ''), $4)`
+
+// trimTests keeps the newest TestHistoryLength results of a connection.
+const trimTests = `
+DELETE FROM connection_tests WHERE connection_id = $1 AND id < (
+	SELECT min(id) FROM (SELECT id FROM connection_tests WHERE connection_id = $1
+	                     ORDER BY id DESC LIMIT $2) AS newest)`
+
+// RecordTestResult stores a test of the account's connection: on the
+// connection (status, last_test, and the secret's expiry when Microsoft
+// reported it), in its history (trimmed to TestHistoryLength), and as a
+// connection.tested audit event by a — all in one transaction. It returns
+// ErrNotFound as Connection does (the connection may have been deleted while
+// the test ran).
+func (s *Store) RecordTestResult(ctx context.Context, account, id string, a Audit, r TestRecord) error {
+	id, ok := canonicalID(id)
+	if !ok {
+		return ErrNotFound
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := connection(ctx, tx, selectConnectionForUpdate, account, id); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, updateTested, account, id, string(r.Status), json.RawMessage(r.Result), r.SecretExpired, r.SecretUpdatedAt); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, insertTest, id, account, r.Code, json.RawMessage(r.Result)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, trimTests, id, TestHistoryLength); err != nil {
+			return err
+		}
+		outcome := r.Code
+		if outcome == "" {
+			outcome = "ok"
+		}
+		return insertEvent(ctx, tx, account, id, a, ActionTested, map[string]any{"outcome": outcome})
+	})
+	if errors.Is(err, ErrNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("record test result: %w", err)
+	}
+	return nil
+}
+
+const listTests = `
+SELECT id, result FROM connection_tests
+WHERE account = $1 AND connection_id = $2 AND ($3::bigint = 0 OR id < $3)
+ORDER BY id DESC
+LIMIT $4`
+
+// TestResults returns a page of the test history of the account's
+// connection, newest first, each a model.TestResult as JSON, and the next
+// page's cursor ("" on the last). It returns ErrNotFound as Connection does.
+func (s *Store) TestResults(ctx context.Context, account, id string, p Page) ([][]byte, string, error) {
+	before, err := decodeIDCursor(p.Cursor)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := s.Connection(ctx, account, id)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := p.limit()
+	rows, _ := s.pool.Query(ctx, listTests, account, c.ID, before, limit+1)
+	type testRow struct {
+		ID     int64           `db:"id"`
+		Result json.RawMessage `db:"result"`
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowToStructByName[testRow])
+	if err != nil {
+		return nil, "", fmt.Errorf("list test results: %w", err)
+	}
+	var next string
+	if len(list) > limit {
+		list = list[:limit]
+		next = encodeIDCursor(list[limit-1].ID)
+	}
+	results := make([][]byte, len(list))
+	for i, r := range list {
+		results[i] = r.Result
+	}
+	return results, next, nil
+}
