@@ -144,3 +144,32 @@ func TestAddrAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestDialControl checks the last-moment check on the socket address, which
+// runs even when a name was resolved by someone else (the Go resolver, a proxy).
+func TestDialControl(t *testing.T) {
+	off := &safeDialer{}
+	on := &safeDialer{allowLoopback: true}
+	tests := []struct {
+		d       *safeDialer
+		address string
+		ok      bool
+	}{
+		{off, "20.190.160.1:443", true},
+		{off, "[2603:1006::1]:443", true},
+		{off, "20.190.160.1:80", false},
+		{off, "127.0.0.1:443", false},
+		{off, "169.254.169.254:443", false},
+		{off, "[::ffff:10.0.0.1]:443", false},
+		{on, "127.0.0.1:8443", true},
+		{on, "[::1]:8443", true},
+		{on, "10.0.0.1:443", false},
+		{on, "20.190.160.1:8443", false},
+	}
+	for _, tt := range tests {
+		err := tt.d.control("tcp", tt.address, nil)
+		if tt.ok != (err == nil) {
+			t.Errorf("control(%s, loopback=%v) = %v, want ok %v", tt.address, tt.d.allowLoopback, err, tt.ok)
+		}
+	}
+}

@@ -62,20 +62,20 @@ func TestSSRFInstance(t *testing.T) {
 	})
 
 	answers := map[string][]string{
-		"loopback":              {"127.0.0.1"},
-		"loopback v6":           {"::1"},
-		"ipv4-mapped loopback":  {"::ffff:127.0.0.1"},
-		"private 10/8":          {"10.0.0.1"},
-		"private 192.168/16":    {"192.168.1.20"},
-		"private 172.16/12":     {"172.16.0.1"},
-		"link-local":            {"169.254.10.1"},
-		"metadata":              {"169.254.169.254"},
-		"metadata v6":           {"fd00:ec2::254"},
-		"link-local v6":         {"fe80::1"},
-		"cgnat":                 {"100.64.0.1"},
-		"unspecified":           {"0.0.0.0"},
-		"multicast":             {"224.0.0.1"},
-		"nat64 of private":      {"64:ff9b::a00:1"},
+		"loopback":               {"127.0.0.1"},
+		"loopback v6":            {"::1"},
+		"ipv4-mapped loopback":   {"::ffff:127.0.0.1"},
+		"private 10/8":           {"10.0.0.1"},
+		"private 192.168/16":     {"192.168.1.20"},
+		"private 172.16/12":      {"172.16.0.1"},
+		"link-local":             {"169.254.10.1"},
+		"metadata":               {"169.254.169.254"},
+		"metadata v6":            {"fd00:ec2::254"},
+		"link-local v6":          {"fe80::1"},
+		"cgnat":                  {"100.64.0.1"},
+		"unspecified":            {"0.0.0.0"},
+		"multicast":              {"224.0.0.1"},
+		"nat64 of private":       {"64:ff9b::a00:1"},
 		"public and private mix": {"52.96.0.10", "10.0.0.1"},
 	}
 	for name, ips := range answers {
@@ -180,7 +180,6 @@ func TestSSRFAuthority(t *testing.T) {
 			// to learn it for the loopback case, then the one under test.
 			probe := newSim(t, simulator.Options{})
 			sim, c, rec := publicSim(t, tt.authority(probe.URL), tt.lookup)
-			_ = sim
 			res := c.Test(context.Background(), simCreds("https://contoso.crm.dynamics.com"))
 			if ch := checkNamed(t, res, tt.check); ch.Code != tt.code {
 				t.Fatalf("%s = %+v, want %s", tt.check, ch, tt.code)

@@ -243,13 +243,23 @@ type Filter struct {
 	Now time.Time
 }
 
-// secretStateSQL is model.Connection.SecretState as SQL conditions, with $5
-// the time to judge at and $6 that time plus model.ExpiringWithin.
-var secretStateSQL = map[model.SecretState]string{
-	model.SecretExpired:  `(secret_expired_at IS NOT NULL OR secret_expires_at <= $5)`,
-	model.SecretExpiring: `(secret_expired_at IS NULL AND secret_expires_at > $5 AND secret_expires_at <= $6)`,
-	model.SecretValid:    `(secret_expired_at IS NULL AND secret_expires_at > $6)`,
-	model.SecretUnknown:  `(secret_expired_at IS NULL AND secret_expires_at IS NULL)`,
+// stateFilter is one secret state as an SQL condition on the parameters
+// from $5 on, and those parameters' values at a given time.
+type stateFilter struct {
+	cond string
+	args func(now time.Time) []any
+}
+
+// secretStateSQL is model.Connection.SecretState as SQL.
+var secretStateSQL = map[model.SecretState]stateFilter{
+	model.SecretExpired: {`(secret_expired_at IS NOT NULL OR secret_expires_at <= $5)`,
+		func(now time.Time) []any { return []any{now} }},
+	model.SecretExpiring: {`(secret_expired_at IS NULL AND secret_expires_at > $5 AND secret_expires_at <= $6)`,
+		func(now time.Time) []any { return []any{now, now.Add(model.ExpiringWithin)} }},
+	model.SecretValid: {`(secret_expired_at IS NULL AND secret_expires_at > $5)`,
+		func(now time.Time) []any { return []any{now.Add(model.ExpiringWithin)} }},
+	model.SecretUnknown: {`(secret_expired_at IS NULL AND secret_expires_at IS NULL)`,
+		func(time.Time) []any { return nil }},
 }
 
 const listConnections = `
@@ -267,10 +277,10 @@ LIMIT $2`
 // It returns ErrInvalidCursor if p.Cursor is not a cursor it returned.
 func (s *Store) Connections(ctx context.Context, account string, p Page, f Filter) (items []model.Connection, nextCursor string, err error) {
 	limit := p.limit()
-	cond := "true"
+	state := stateFilter{cond: "true", args: func(time.Time) []any { return nil }}
 	if f.SecretState != "" {
 		var ok bool
-		if cond, ok = secretStateSQL[f.SecretState]; !ok {
+		if state, ok = secretStateSQL[f.SecretState]; !ok {
 			return nil, "", fmt.Errorf("unknown secret state %q", f.SecretState)
 		}
 	}
@@ -285,11 +295,8 @@ func (s *Store) Connections(ctx context.Context, account string, p Page, f Filte
 		}
 		createdAt, afterID = &t, &id
 	}
-	args := []any{account, limit + 1, createdAt, afterID}
-	if f.SecretState != "" {
-		args = append(args, f.Now, f.Now.Add(model.ExpiringWithin))
-	}
-	rows, _ := s.pool.Query(ctx, fmt.Sprintf(listConnections, cond), args...)
+	args := append([]any{account, limit + 1, createdAt, afterID}, state.args(f.Now)...)
+	rows, _ := s.pool.Query(ctx, fmt.Sprintf(listConnections, state.cond), args...)
 	list, err := pgx.CollectRows(rows, pgx.RowToStructByName[connectionRow])
 	if err != nil {
 		return nil, "", fmt.Errorf("list connections: %w", err)

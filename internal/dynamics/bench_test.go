@@ -1,0 +1,123 @@
+package dynamics
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dynconn/dynconn/internal/dynamics/simulator"
+)
+
+// reportPercentiles adds p50 and p99 of the per-iteration durations.
+func reportPercentiles(b *testing.B, d []time.Duration) {
+	if len(d) == 0 {
+		return
+	}
+	slices.Sort(d)
+	b.ReportMetric(float64(d[len(d)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(d[len(d)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkTest is a full successful Test against the in-process simulator,
+// discovery included (the cache is off), so it makes the same four calls as
+// BenchmarkBareClient: the difference is dynconn's overhead.
+func BenchmarkTest(b *testing.B) {
+	benchmarkTest(b, -1)
+}
+
+// BenchmarkTestCachedDiscovery is the common case: the tenant was discovered
+// within the hour, so a test makes three calls.
+func BenchmarkTestCachedDiscovery(b *testing.B) {
+	benchmarkTest(b, 0)
+}
+
+func benchmarkTest(b *testing.B, ttl time.Duration) {
+	sim := simulator.New(simulator.Options{})
+	defer sim.Close()
+	c := NewClient(Options{AllowLoopback: true, DiscoveryTTL: ttl, Logger: slog.New(slog.DiscardHandler)})
+	defer c.CloseIdleConnections()
+	cr := simCreds(sim.URL)
+	if res := c.Test(context.Background(), cr); !res.OK { // warm the connection
+		b.Fatalf("test failed: %+v", res.Checks)
+	}
+	durations := make([]time.Duration, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		start := time.Now()
+		res := c.Test(context.Background(), cr)
+		durations = append(durations, time.Since(start))
+		if !res.OK {
+			b.Fatalf("test failed: %+v", res.Checks)
+		}
+	}
+	reportPercentiles(b, durations)
+}
+
+// BenchmarkBareClient makes the same four calls with plain net/http and no
+// checks: the floor BenchmarkTest is compared with.
+func BenchmarkBareClient(b *testing.B) {
+	sim := simulator.New(simulator.Options{})
+	defer sim.Close()
+	hc := &http.Client{Transport: &http.Transport{}}
+	defer hc.CloseIdleConnections()
+	call := func() error {
+		resp, err := hc.Get(sim.URL + "/api/data/v9.2/")
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+
+		form := url.Values{"client_id": {simulator.ClientID}, "client_secret": {simulator.ClientSecret},
+			"scope": {sim.URL + "/.default"}, "grant_type": {"client_credentials"}}
+		resp, err = hc.Post(sim.URL+"/"+simulator.TenantID+"/oauth2/v2.0/token", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+		if err != nil {
+			return err
+		}
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&tok)
+		resp.Body.Close()
+		if err != nil || tok.AccessToken == "" {
+			return fmt.Errorf("token: %v", err)
+		}
+		for _, path := range []string{"/api/data/v9.2/WhoAmI",
+			"/api/data/v9.2/systemusers(" + simulator.UserID + ")?$select=fullname,isdisabled&$expand=systemuserroles_association($select=name,roleid)"} {
+			req, _ := http.NewRequest(http.MethodGet, sim.URL+path, nil)
+			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return err
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %d", path, resp.StatusCode)
+			}
+		}
+		return nil
+	}
+	if err := call(); err != nil {
+		b.Fatal(err)
+	}
+	durations := make([]time.Duration, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		start := time.Now()
+		err := call()
+		durations = append(durations, time.Since(start))
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPercentiles(b, durations)
+}

@@ -1,0 +1,171 @@
+package simulator
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+func token(t *testing.T, s *Server, base string, form url.Values) (*http.Response, map[string]any) {
+	t.Helper()
+	resp, err := http.PostForm(base+"/"+TenantID+"/oauth2/v2.0/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("token body: %v", err)
+	}
+	return resp, body
+}
+
+func goodForm(base string) url.Values {
+	return url.Values{"client_id": {ClientID}, "client_secret": {ClientSecret},
+		"scope": {base + "/.default"}, "grant_type": {"client_credentials"}}
+}
+
+func TestTokenEndpointValidates(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+	tests := []struct {
+		name   string
+		edit   func(url.Values)
+		status int
+		error  string
+		code   float64
+	}{
+		{"no grant_type", func(f url.Values) { f.Del("grant_type") }, 400, "invalid_request", 900144},
+		{"other grant", func(f url.Values) { f.Set("grant_type", "password") }, 400, "unsupported_grant_type", 70003},
+		{"no client_id", func(f url.Values) { f.Del("client_id") }, 400, "invalid_request", 900144},
+		{"no scope", func(f url.Values) { f.Del("scope") }, 400, "invalid_request", 900144},
+		{"scope without https", func(f url.Values) { f.Set("scope", strings.TrimPrefix(s.URL, "http://")+"/.default") }, 400, "invalid_scope", 70011},
+		{"scope without .default", func(f url.Values) { f.Set("scope", s.URL+"/user_impersonation") }, 400, "invalid_scope", 1002012},
+		{"scope of another resource", func(f url.Values) { f.Set("scope", "https://other.crm.dynamics.com/.default") }, 400, "invalid_resource", 500011},
+		{"unknown client", func(f url.Values) { f.Set("client_id", SecretID) }, 400, "unauthorized_client", 700016},
+		{"no secret", func(f url.Values) { f.Del("client_secret") }, 401, "invalid_client", 7000218},
+		{"secret id instead of value", func(f url.Values) { f.Set("client_secret", SecretID) }, 401, "invalid_client", 7000215},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := goodForm(s.URL)
+			tt.edit(f)
+			resp, body := token(t, s, s.URL, f)
+			if resp.StatusCode != tt.status || body["error"] != tt.error {
+				t.Fatalf("got %d %v, want %d %s", resp.StatusCode, body["error"], tt.status, tt.error)
+			}
+			codes, _ := body["error_codes"].([]any)
+			if len(codes) != 1 || codes[0] != tt.code {
+				t.Errorf("error_codes = %v, want [%v]", body["error_codes"], tt.code)
+			}
+			desc, _ := body["error_description"].(string)
+			if !strings.Contains(desc, "\r\nTrace ID: "+body["trace_id"].(string)+"\r\nCorrelation ID: "+body["correlation_id"].(string)+"\r\nTimestamp: ") {
+				t.Errorf("error_description lacks the Trace ID lines: %q", desc)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+		})
+	}
+}
+
+func TestDataverseWire(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+
+	resp, err := http.Get(s.URL + "/api/data/v9.2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := "Bearer authorization_uri=" + s.URL + "/" + TenantID + "/oauth2/authorize, resource_id=" + s.URL + "/"
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != want {
+		t.Fatalf("probe = %d %q, want 401 %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), want)
+	}
+
+	resp, body := token(t, s, s.URL, goodForm(s.URL))
+	if resp.StatusCode != 200 || body["token_type"] != "Bearer" || body["expires_in"] != 3599.0 || resp.Header.Get("Cache-Control") != "no-store, no-cache" {
+		t.Fatalf("token = %d %v", resp.StatusCode, body)
+	}
+
+	get := func(tok string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodGet, s.URL+"/api/data/v9.2/WhoAmI", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	resp, got := get(body["access_token"].(string))
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/json; odata.metadata=minimal" ||
+		resp.Header.Get("OData-Version") != "4.0" || !strings.Contains(got, `"UserId":"`+UserID+`"`) {
+		t.Fatalf("WhoAmI = %d %v %s", resp.StatusCode, resp.Header, got)
+	}
+	resp, got = get("forged")
+	if resp.StatusCode != 401 || !strings.Contains(got, "0x80044302") {
+		t.Fatalf("forged token = %d %s, want 401 0x80044302", resp.StatusCode, got)
+	}
+}
+
+func TestScenarioSelection(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+	if err := s.SetScenario("no_such"); err == nil {
+		t.Error("SetScenario accepted an unknown scenario")
+	}
+	resp, err := http.Get(s.URL + "/s/no_such/api/data/v9.2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 404 {
+		t.Errorf("unknown scenario prefix = %d, want 404", resp.StatusCode)
+	}
+	resp, err = http.Get(s.InstanceURL("not_dataverse") + "/api/data/v9.2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("not_dataverse probe = %d, want 200", resp.StatusCode)
+	}
+	if err := s.SetScenario("not_dataverse"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Get(s.URL + "/api/data/v9.2/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("after SetScenario probe = %d, want 200", resp.StatusCode)
+	}
+}
+
+func TestTokensAreBounded(t *testing.T) {
+	h := NewHandler(Options{})
+	for range maxTokens + 10 {
+		h.issueToken("x")
+	}
+	if len(h.tokens) != maxTokens || len(h.ring) != maxTokens {
+		t.Fatalf("remembered %d tokens, want %d", len(h.tokens), maxTokens)
+	}
+}
+
+func TestScenarioTable(t *testing.T) {
+	for _, sc := range Scenarios() {
+		s := scenarioByName[sc.Name]
+		if sc.Name != ScenarioOK && (s.respond == nil || s.at == "") {
+			t.Errorf("scenario %s does nothing", sc.Name)
+		}
+		if sc.Summary == "" || sc.Check == "" || sc.Status == "" {
+			t.Errorf("scenario %s is not described", sc.Name)
+		}
+	}
+}
