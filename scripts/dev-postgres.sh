@@ -35,7 +35,7 @@ find_bindir() {
 			return
 		fi
 	fi
-	d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+	d=$(printf "%s\n" /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 	if [[ -n "$d" && -x "$d/initdb" && -x "$d/pg_ctl" ]]; then
 		echo "$d"
 		return

@@ -89,6 +89,13 @@ func TestScenarios(t *testing.T) {
 			if !strings.Contains(line, `"outcome":"`+outcome(res)+`"`) {
 				t.Errorf("log line lacks the outcome: %s", line)
 			}
+			if up := check.Upstream; up != nil && up.TraceID != "" &&
+				(!strings.Contains(line, `"trace_id":"`+up.TraceID+`"`) || !strings.Contains(line, `"correlation_id":"`+up.CorrelationID+`"`)) {
+				t.Errorf("log line lacks Microsoft's trace and correlation ids: %s", line)
+			}
+			if strings.Contains(line, simulator.ClientSecret) {
+				t.Errorf("log line holds the secret: %s", line)
+			}
 		})
 	}
 }

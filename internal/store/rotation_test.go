@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -320,14 +321,7 @@ func TestKEKCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := slices.Sorted(func(yield func(string) bool) {
-		for k := range got {
-			if !yield(k) {
-				return
-			}
-		}
-	})
-	if diff := cmp.Diff(ids, keys); diff != "" {
+	if diff := cmp.Diff(ids, slices.Sorted(maps.Keys(got))); diff != "" {
 		t.Errorf("KEKCounts and KEKIDsInUse disagree (-KEKIDsInUse +KEKCounts):\n%s", diff)
 	}
 }
