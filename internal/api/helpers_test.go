@@ -65,7 +65,7 @@ func (b *syncBuffer) String() string {
 
 // testEnv is a real API server on a fresh database.
 type testEnv struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *httptest.Server
 	st   *store.Store
 	keys *crypto.Keyring
@@ -77,7 +77,7 @@ type testEnv struct {
 	responses *syncBuffer
 }
 
-func newEnv(t *testing.T, opts ...func(*Options)) *testEnv {
+func newEnv(t testing.TB, opts ...func(*Options)) *testEnv {
 	t.Helper()
 	keys, err := crypto.ParseKeyring(mustKey(t, "k1"), "")
 	if err != nil {
@@ -86,7 +86,7 @@ func newEnv(t *testing.T, opts ...func(*Options)) *testEnv {
 	return newEnvWith(t, storetest.New(t), keys, opts...)
 }
 
-func newEnvWith(t *testing.T, st *store.Store, keys *crypto.Keyring, opts ...func(*Options)) *testEnv {
+func newEnvWith(t testing.TB, st *store.Store, keys *crypto.Keyring, opts ...func(*Options)) *testEnv {
 	t.Helper()
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -1,0 +1,140 @@
+// Package rotationtest fills a test database with connections whose secrets
+// are really sealed, and checks that every one of them still opens to what
+// was stored: the ground truth of key rotation tests.
+package rotationtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/model"
+	"github.com/dynconn/dynconn/internal/store"
+)
+
+// Key returns a fresh key line "id:base64-32-bytes" for ENCRYPTION_KEYS.
+// Unlike crypto.GenerateKey, the caller picks the id, so two keys made in
+// the same second differ.
+func Key(id string) string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return id + ":" + base64.StdEncoding.EncodeToString(b)
+}
+
+// Keyring parses spec (see crypto.ParseKeyring) with active as the active
+// key, and fails the test on error.
+func Keyring(t testing.TB, spec, active string) *crypto.Keyring {
+	t.Helper()
+	k, err := crypto.ParseKeyring(spec, active)
+	if err != nil {
+		t.Fatalf("rotationtest: keyring: %v", err)
+	}
+	return k
+}
+
+// Secret is what a stored connection's secret must open to.
+type Secret struct {
+	Account   string
+	Plaintext string
+}
+
+// Seed stores n connections, spread over a few accounts, with secrets sealed
+// by keys (so under its active key), and returns them by connection id. It
+// writes with COPY, so 100,000 rows take about a second.
+func Seed(t testing.TB, st *store.Store, keys *crypto.Keyring, n int) map[string]Secret {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	want := make(map[string]Secret, n)
+	rows := make([][]any, 0, n)
+	for i := range n {
+		id := uuid.NewString()
+		s := Secret{Account: fmt.Sprintf("acct-%d", i%7), Plaintext: fmt.Sprintf("Q~secret-%d-%s", i, rand.Text())}
+		sealed := Seal(t, keys, s.Account, id, s.Plaintext)
+		want[id] = s
+		rows = append(rows, []any{id, s.Account, "Contoso " + id[:8], "https://org" + id[:8] + ".crm.dynamics.com",
+			string(model.CloudPublic), uuid.NewString(), sealed.Ciphertext, sealed.WrappedDEK, sealed.KEKID, now})
+	}
+	_, err := st.Pool().CopyFrom(ctx, pgx.Identifier{"connections"},
+		[]string{"id", "account", "name", "instance_url", "cloud", "client_id",
+			"secret_ciphertext", "secret_wrapped_dek", "secret_kek_id", "secret_updated_at"},
+		pgx.CopyFromRows(rows))
+	if err != nil {
+		t.Fatalf("rotationtest: copy connections: %v", err)
+	}
+	return want
+}
+
+// Seal seals plaintext for the connection (account, id) as the API does, and
+// fails the test on error.
+func Seal(t testing.TB, keys *crypto.Keyring, account, id, plaintext string) model.SealedSecret {
+	t.Helper()
+	env, err := keys.Seal(context.Background(), []byte(plaintext), crypto.AssociatedData(account, id))
+	if err != nil {
+		t.Fatalf("rotationtest: seal: %v", err)
+	}
+	return model.SealedSecret(env)
+}
+
+// Check opens every stored secret with keys and reports, as test errors,
+// each row that does not open, opens to something other than want says,
+// or is missing or extra. It returns the number of rows under each KEK id.
+func Check(t testing.TB, st *store.Store, keys *crypto.Keyring, want map[string]Secret) map[string]int64 {
+	t.Helper()
+	ctx := context.Background()
+	rows, _ := st.Pool().Query(ctx, `
+SELECT id::text, account, secret_ciphertext, secret_wrapped_dek, secret_kek_id FROM connections`)
+	var (
+		id, account, kek string
+		ct, dek          []byte
+		seen             = make(map[string]bool, len(want))
+		counts           = map[string]int64{}
+		bad              int
+	)
+	_, err := pgx.ForEachRow(rows, []any{&id, &account, &ct, &dek, &kek}, func() error {
+		seen[id] = true
+		counts[kek]++
+		w, ok := want[id]
+		if !ok {
+			t.Errorf("unexpected connection %s", id)
+			return nil
+		}
+		if account != w.Account {
+			t.Errorf("connection %s: account %q, want %q", id, account, w.Account)
+		}
+		env := crypto.Envelope{Ciphertext: ct, WrappedDEK: dek, KEKID: kek}
+		got, err := keys.Open(ctx, env, crypto.AssociatedData(account, id))
+		switch {
+		case err != nil:
+			bad++
+			if bad <= 10 {
+				t.Errorf("connection %s (under %s) does not open: %v", id, kek, err)
+			}
+		case string(got) != w.Plaintext:
+			bad++
+			if bad <= 10 {
+				t.Errorf("connection %s (under %s) opens to another secret", id, kek)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("rotationtest: read connections: %v", err)
+	}
+	if bad > 10 {
+		t.Errorf("... %d bad rows in all", bad)
+	}
+	for id := range want {
+		if !seen[id] {
+			t.Errorf("connection %s is missing", id)
+		}
+	}
+	return counts
+}
