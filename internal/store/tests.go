@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -31,56 +30,56 @@ type TestRecord struct {
 	SecretUpdatedAt time.Time
 }
 
-const updateTested = `
-UPDATE connections SET status = $3, last_test = $4,
-	secret_expired_at = CASE WHEN $5 THEN COALESCE(secret_expired_at, now()) ELSE secret_expired_at END,
-	version = version + 1, updated_at = now()
-WHERE account = $1 AND id = $2 AND secret_updated_at = $6`
-
-const insertTest = `
-INSERT INTO connection_tests (connection_id, account, code, result) VALUES ($1, $2, NULLIF($3, ''), $4)`
-
-// trimTests keeps the newest TestHistoryLength results of a connection.
-const trimTests = `
-DELETE FROM connection_tests WHERE connection_id = $1 AND id < (
-	SELECT min(id) FROM (SELECT id FROM connection_tests WHERE connection_id = $1
-	                     ORDER BY id DESC LIMIT $2) AS newest)`
+// recordTest is the whole of RecordTestResult in one statement, so it costs
+// one round trip and runs in one implicit transaction. The data-modifying
+// CTEs all see the snapshot from before the statement: the trim keeps the
+// newest TestHistoryLength-1 older results ($10) beside the one inserted.
+const recordTest = `
+WITH conn AS (
+	SELECT id FROM connections WHERE account = $1 AND id = $2 FOR UPDATE
+), updated AS (
+	UPDATE connections c SET status = $3, last_test = $4,
+		secret_expired_at = CASE WHEN $5 THEN COALESCE(c.secret_expired_at, now()) ELSE c.secret_expired_at END,
+		version = c.version + 1, updated_at = now()
+	FROM conn WHERE c.id = conn.id AND c.secret_updated_at = $6
+), history AS (
+	INSERT INTO connection_tests (connection_id, account, code, result)
+	SELECT conn.id, $1, NULLIF($7, ''), $4 FROM conn
+), trimmed AS (
+	DELETE FROM connection_tests WHERE connection_id IN (SELECT id FROM conn) AND id < ALL (
+		SELECT id FROM connection_tests WHERE connection_id = $2 ORDER BY id DESC LIMIT $10)
+), event AS (
+	INSERT INTO audit_events (account, connection_id, actor, action, request_id, details)
+	SELECT $1, conn.id, $8, '` + ActionTested + `', $9, $11 FROM conn
+)
+SELECT count(*) FROM conn`
 
 // RecordTestResult stores a test of the account's connection: on the
 // connection (status, last_test, and the secret's expiry when Microsoft
 // reported it), in its history (trimmed to TestHistoryLength), and as a
-// connection.tested audit event by a — all in one transaction. It returns
-// ErrNotFound as Connection does (the connection may have been deleted while
-// the test ran).
+// connection.tested audit event by a — atomically. It returns ErrNotFound as
+// Connection does (the connection may have been deleted while the test ran).
 func (s *Store) RecordTestResult(ctx context.Context, account, id string, a Audit, r TestRecord) error {
 	id, ok := canonicalID(id)
 	if !ok {
 		return ErrNotFound
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := connection(ctx, tx, selectConnectionForUpdate, account, id); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, updateTested, account, id, string(r.Status), json.RawMessage(r.Result), r.SecretExpired, r.SecretUpdatedAt); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, insertTest, id, account, r.Code, json.RawMessage(r.Result)); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, trimTests, id, TestHistoryLength); err != nil {
-			return err
-		}
-		outcome := r.Code
-		if outcome == "" {
-			outcome = "ok"
-		}
-		return insertEvent(ctx, tx, account, id, a, ActionTested, map[string]any{"outcome": outcome})
-	})
-	if errors.Is(err, ErrNotFound) {
-		return ErrNotFound
+	outcome := r.Code
+	if outcome == "" {
+		outcome = "ok"
 	}
+	details, err := json.Marshal(map[string]string{"outcome": outcome})
+	if err != nil {
+		return fmt.Errorf("encode audit details: %w", err)
+	}
+	var found int
+	err = s.pool.QueryRow(ctx, recordTest, account, id, string(r.Status), json.RawMessage(r.Result), r.SecretExpired,
+		r.SecretUpdatedAt, r.Code, a.Actor, a.RequestID, TestHistoryLength-1, details).Scan(&found)
 	if err != nil {
 		return fmt.Errorf("record test result: %w", err)
+	}
+	if found == 0 {
+		return ErrNotFound
 	}
 	return nil
 }
