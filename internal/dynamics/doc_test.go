@@ -11,32 +11,39 @@ import (
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
 )
 
-var update = flag.Bool("update", false, "rewrite the generated tables of docs/diagnosis.md")
+var update = flag.Bool("update", false, "rewrite the generated tables of docs/diagnosis.md and README.md")
 
-// TestDiagnosisDoc keeps the tables of docs/diagnosis.md equal to Codes()
-// and simulator.Scenarios(). Run with -update after changing either.
+// TestDiagnosisDoc keeps the tables of docs/diagnosis.md and README.md equal
+// to Codes() and simulator.Scenarios(). Run with -update after changing either.
 func TestDiagnosisDoc(t *testing.T) {
-	path := filepath.Join("..", "..", "docs", "diagnosis.md")
+	syncTables(t, filepath.Join("..", "..", "docs", "diagnosis.md"), map[string]string{
+		"codes":     codesTable(),
+		"scenarios": scenariosTable(),
+	})
+	syncTables(t, filepath.Join("..", "..", "README.md"), map[string]string{"codes": readmeCodesTable()})
+}
+
+// syncTables checks (or with -update rewrites) each generated section of the
+// file at path, between <!-- name:begin --> and <!-- name:end -->.
+func syncTables(t *testing.T, path string, sections map[string]string) {
+	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("read %s: %v", path, err)
 	}
 	doc := string(raw)
-	for _, sec := range []struct{ name, body string }{
-		{"codes", codesTable()},
-		{"scenarios", scenariosTable()},
-	} {
-		begin, end := "<!-- "+sec.name+":begin -->\n", "<!-- "+sec.name+":end -->"
+	for name, body := range sections {
+		begin, end := "<!-- "+name+":begin -->\n", "<!-- "+name+":end -->"
 		i, j := strings.Index(doc, begin), strings.Index(doc, end)
 		if i < 0 || j < i {
-			t.Fatalf("%s: markers for %q missing", path, sec.name)
+			t.Fatalf("%s: markers for %q missing", path, name)
 		}
-		if got := doc[i+len(begin) : j]; got != sec.body {
+		if got := doc[i+len(begin) : j]; got != body {
 			if !*update {
-				t.Errorf("%s: the %s table is out of date; run go test ./internal/dynamics -run TestDiagnosisDoc -update", path, sec.name)
+				t.Errorf("%s: the %s table is out of date; run go test ./internal/dynamics -run TestDiagnosisDoc -update", path, name)
 				continue
 			}
-			doc = doc[:i+len(begin)] + sec.body + doc[j:]
+			doc = doc[:i+len(begin)] + body + doc[j:]
 		}
 	}
 	if *update {
@@ -44,6 +51,20 @@ func TestDiagnosisDoc(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// readmeCodesTable is the README's shorter table: each code with its fix.
+func readmeCodesTable() string {
+	var b strings.Builder
+	b.WriteString("| code | setup_step | fix |\n|---|---|---|\n")
+	for _, d := range Codes() {
+		step := "—"
+		if d.SetupStep != "" {
+			step = "`" + d.SetupStep + "`"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", d.Code, step, d.Hint)
+	}
+	return b.String()
 }
 
 func codesTable() string {

@@ -46,7 +46,8 @@ func latestVersion(fsys fs.FS) uint {
 }
 
 // Migrate applies the embedded migrations to the database at databaseURL:
-// direction "up" applies all pending ones, "down" reverts all of them.
+// direction "up" applies all pending ones, "down" reverts the latest one (an
+// operator undoing a release undoes one step, never the whole schema).
 // Nothing to do is success. golang-migrate holds an advisory lock while it
 // works, so replicas starting together take turns.
 func Migrate(databaseURL string, direction string) (err error) {
@@ -55,7 +56,12 @@ func Migrate(databaseURL string, direction string) (err error) {
 	case "up":
 		run = (*migrate.Migrate).Up
 	case "down":
-		run = (*migrate.Migrate).Down
+		run = func(m *migrate.Migrate) error {
+			if v, _, err := m.Version(); errors.Is(err, migrate.ErrNilVersion) || err == nil && v == 0 {
+				return migrate.ErrNoChange
+			}
+			return m.Steps(-1)
+		}
 	default:
 		return fmt.Errorf("migrate: unknown direction %q (want up or down)", direction)
 	}
