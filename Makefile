@@ -45,7 +45,8 @@ $(DEV)/hs256:
 
 run: db $(DEV)/keys $(DEV)/hs256
 	@export DATABASE_URL="$(DB_URL)" ENCRYPTION_KEYS_FILE="$(CURDIR)/$(DEV)/keys" \
-		AUTH_HS256_SECRET="$$(cat $(DEV)/hs256)" LISTEN_ADDR="$${LISTEN_ADDR:-:8080}"; \
+		AUTH_HS256_SECRET="$$(cat $(DEV)/hs256)" LISTEN_ADDR="$${LISTEN_ADDR:-:8080}" \
+		METRICS_ADDR="$${METRICS_ADDR:-127.0.0.1:9090}"; \
 	go build -o bin/dynconn-server ./cmd/server; \
 	token=$$(go run ./cmd/devtoken); \
 	echo; \
@@ -58,6 +59,7 @@ run: db $(DEV)/keys $(DEV)/hs256
 	echo; \
 	echo "List them:  curl -sS localhost:8080/connections -H \"Authorization: Bearer $$token\""; \
 	echo "Readiness:  curl -sS localhost:8080/readyz"; \
+	echo "Metrics:    curl -sS $$METRICS_ADDR/metrics"; \
 	if [[ "$${DYNAMICS_ALLOW_LOOPBACK:-}" == true ]]; then echo "DYNAMICS_ALLOW_LOOPBACK=true: http://127.0.0.1:PORT instance URLs (make simulator) are allowed"; fi; \
 	echo; \
 	exec bin/dynconn-server serve

@@ -18,6 +18,7 @@ import (
 type config struct {
 	DatabaseURL   secret.String // may hold a password
 	ListenAddr    string
+	MetricsAddr   string // "" serves no metrics
 	Auth          auth.Config
 	AllowLoopback bool
 	LogLevel      slog.Level
@@ -30,6 +31,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	cfg := config{
 		DatabaseURL: secret.String(strings.TrimSpace(getenv("DATABASE_URL"))),
 		ListenAddr:  getenv("LISTEN_ADDR"),
+		MetricsAddr: getenv("METRICS_ADDR"),
 		Auth: auth.Config{
 			JWKSURL:      strings.TrimSpace(getenv("AUTH_JWKS_URL")),
 			HS256Secret:  secret.String(getenv("AUTH_HS256_SECRET")),
@@ -46,6 +48,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.ListenAddr); err != nil {
 		errs = append(errs, fmt.Errorf("LISTEN_ADDR: %q is not host:port (for example :8080)", cfg.ListenAddr))
+	}
+	if cfg.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(cfg.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR: %q is not host:port (for example 127.0.0.1:9090)", cfg.MetricsAddr))
+		}
 	}
 	if cfg.Auth.AccountClaim == "" {
 		cfg.Auth.AccountClaim = "account_id"

@@ -16,6 +16,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/dynconn/dynconn/internal/api"
 	"github.com/dynconn/dynconn/internal/auth"
 	"github.com/dynconn/dynconn/internal/crypto"
@@ -114,10 +118,13 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: cfg.AllowLoopback, Logger: logger})
 	defer dyn.CloseIdleConnections()
 	go purgeIdempotencyKeys(ctx, logger, st)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := api.NewMetrics(reg)
 
 	srv := &http.Server{
 		Addr:              cfg.ListenAddr,
-		Handler:           api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback}),
+		Handler:           api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      60 * time.Second, // a connection test may take its full 25 s deadline
@@ -130,8 +137,21 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "database", redactURL(cfg.DatabaseURL.Reveal()),
 		"active_key", keys.ActiveID(), "schema_version", store.SchemaVersion)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	// Metrics get their own listener, so they can stay on an internal
+	// address while the API is public, and need no bearer token.
+	var metricsSrv *http.Server
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("listen on %s (METRICS_ADDR): %w", cfg.MetricsAddr, err)
+		}
+		metricsSrv = &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go func() { errc <- metricsSrv.Serve(mln) }()
+		logger.Info("serving metrics", "addr", mln.Addr().String(), "path", "/metrics")
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -140,6 +160,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	logger.Info("shutting down: finishing in-flight requests", "timeout", shutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shutdownCtx)
+	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}

@@ -104,7 +104,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 	const hs = "e2e-signing-secret-0123456789-0123456789"
 	env := map[string]string{
 		"DATABASE_URL": dbURL, "LISTEN_ADDR": freeAddr(t), "ENCRYPTION_KEYS": key,
-		"AUTH_HS256_SECRET": hs, "LOG_LEVEL": "debug",
+		"AUTH_HS256_SECRET": hs, "LOG_LEVEL": "debug", "METRICS_ADDR": freeAddr(t),
 	}
 	logs := &lockedBuffer{}
 	base, stop := startServer(t, env, logs)
@@ -148,6 +148,17 @@ func TestSecretNeverLeaks(t *testing.T) {
 		res.Body.Close()
 		responses.Write(b)
 	}
+
+	res, err := http.Get("http://" + env["METRICS_ADDR"] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(metrics), `dynconn_http_requests_total{method="POST",route="/connections",status="201"} 1`) {
+		t.Errorf("metrics lack the create:\n%s", metrics)
+	}
+	responses.Write(metrics)
 
 	if err := stop(); err != nil {
 		t.Fatalf("run returned %v after SIGTERM-equivalent, want nil", err)

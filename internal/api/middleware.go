@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -47,7 +48,7 @@ func requestIDFrom(ctx context.Context) string {
 
 // accessLog writes one line per request. The account is read from a holder
 // that authenticate fills in, since the principal is only known further in.
-func accessLog(logger *slog.Logger) func(http.Handler) http.Handler {
+func accessLog(logger *slog.Logger, m *Metrics) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
@@ -63,12 +64,14 @@ func accessLog(logger *slog.Logger) func(http.Handler) http.Handler {
 			if status == 0 {
 				status = http.StatusOK
 			}
+			elapsed := time.Since(start)
+			m.observeRequest(r.Method, route, strconv.Itoa(status), elapsed.Seconds())
 			logger.LogAttrs(r.Context(), slog.LevelInfo, "request",
 				slog.String("request_id", requestIDFrom(r.Context())),
 				slog.String("method", r.Method),
 				slog.String("route", route),
 				slog.Int("status", status),
-				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+				slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
 				slog.Int("bytes", ww.BytesWritten()),
 				slog.String("account", holder.p.Account),
 			)

@@ -29,6 +29,8 @@ type Options struct {
 	// a burst of TestBurst, then one every TestEvery. Default 10, then one per 6s.
 	TestEvery time.Duration
 	TestBurst int
+	// Metrics records requests and tests; nil records nothing.
+	Metrics *Metrics
 }
 
 func (o *Options) defaults() {
@@ -50,14 +52,14 @@ func (o *Options) defaults() {
 func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, dyn tester, opts Options) http.Handler {
 	opts.defaults()
 	r := chi.NewRouter()
-	r.Use(requestID, accessLog(logger), recoverer(logger))
+	r.Use(requestID, accessLog(logger, opts.Metrics), recoverer(logger))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, logger, newProblem(http.StatusNotFound, typeNotFound, "Not found.", "No such endpoint: see /openapi.yaml."))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, logger, newProblem(http.StatusMethodNotAllowed, typeMethod, "Method not allowed.", "See /openapi.yaml for the methods of this endpoint."))
 	})
-	tr := &testRunner{dyn: dyn, limits: newAccountLimiter(opts.TestEvery, opts.TestBurst, opts.Now)}
+	tr := &testRunner{dyn: dyn, metrics: opts.Metrics, limits: newAccountLimiter(opts.TestEvery, opts.TestBurst, opts.Now)}
 	addRoutes(r, logger, st, keys, verifier, tr, opts)
 	return r
 }

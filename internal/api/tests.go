@@ -30,6 +30,7 @@ type tester interface {
 // process, and within each account's rate limit.
 type testRunner struct {
 	dyn     tester
+	metrics *Metrics
 	flights singleflight.Group
 	limits  *accountLimiter
 }
@@ -93,9 +94,20 @@ func (tr *testRunner) checkRate(account string) error {
 // it with its own deadline.
 func (tr *testRunner) run(ctx context.Context, key string, cr dynamics.Credentials) model.TestResult {
 	v, _, _ := tr.flights.Do(key, func() (any, error) {
-		return tr.dyn.Test(context.WithoutCancel(ctx), cr), nil
+		return tr.test(context.WithoutCancel(ctx), cr), nil
 	})
 	return v.(model.TestResult)
+}
+
+// test runs one test and counts it.
+func (tr *testRunner) test(ctx context.Context, cr dynamics.Credentials) model.TestResult {
+	res := tr.dyn.Test(ctx, cr)
+	outcome := "ok"
+	if res.Error != nil {
+		outcome = res.Error.Code
+	}
+	tr.metrics.observeTest(outcome, float64(res.DurationMS)/1000)
+	return res
 }
 
 func credentialsOf(c model.Connection, s secret.String) dynamics.Credentials {
@@ -205,6 +217,6 @@ func handleCredentialsTest(logger *slog.Logger, st *store.Store, keys *crypto.Ke
 			}
 		}
 		// No sharing here: the body's credentials are this caller's alone.
-		return encode(w, http.StatusOK, tr.dyn.Test(r.Context(), credentialsOf(c, s)))
+		return encode(w, http.StatusOK, tr.test(r.Context(), credentialsOf(c, s)))
 	})
 }

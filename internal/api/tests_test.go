@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
 	"github.com/dynconn/dynconn/internal/model"
@@ -165,7 +168,8 @@ func TestTestHistoryNewestFirst(t *testing.T) {
 
 func TestCredentialsTestStoresNothing(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	metrics := NewMetrics(prometheus.NewRegistry())
+	e := newEnv(t, func(o *Options) { o.Metrics = metrics })
 	res := decodeResult(t, e.do("POST", "/connection-tests", "acct-a", e.simCreate("ok")))
 	if !res.OK {
 		t.Fatalf("test of good credentials failed: %+v", res.Error)
@@ -176,6 +180,9 @@ func TestCredentialsTestStoresNothing(t *testing.T) {
 	bad := decodeResult(t, e.do("POST", "/connection-tests", "acct-a", with(e.simCreate("secret_invalid"))))
 	if bad.OK || bad.Error.Code != dynamics.CodeClientSecretInvalid {
 		t.Errorf("bad secret: %+v", bad.Error)
+	}
+	if ok, bad := testutil.ToFloat64(metrics.tests.WithLabelValues("ok")), testutil.ToFloat64(metrics.tests.WithLabelValues(dynamics.CodeClientSecretInvalid)); ok != 1 || bad != 1 {
+		t.Errorf("metrics counted %v ok and %v client_secret_invalid tests, want 1 and 1", ok, bad)
 	}
 	if r := e.do("POST", "/connection-tests", "acct-a", map[string]any{"client_id": simulator.ClientID}); r.status != http.StatusUnprocessableEntity {
 		t.Errorf("missing fields: %d", r.status)
