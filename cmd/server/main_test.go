@@ -17,6 +17,7 @@ import (
 
 	"github.com/dynconn/dynconn/internal/auth"
 	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/dynamics/simulator"
 	"github.com/dynconn/dynconn/internal/store/storetest"
 )
 
@@ -105,11 +106,15 @@ func TestSecretNeverLeaks(t *testing.T) {
 	env := map[string]string{
 		"DATABASE_URL": dbURL, "LISTEN_ADDR": freeAddr(t), "ENCRYPTION_KEYS": key,
 		"AUTH_HS256_SECRET": hs, "LOG_LEVEL": "debug", "METRICS_ADDR": freeAddr(t),
+		"DYNAMICS_ALLOW_LOOPBACK": "true",
 	}
+	sim := simulator.New(simulator.Options{})
+	defer sim.Close()
 	logs := &lockedBuffer{}
 	base, stop := startServer(t, env, logs)
 
-	secrets := []string{"Xy7Q~first.secret-value_0123456789abcd", "Zz9Q~rotated.secret-value_9876543210wxyz"}
+	// The rotated secret is the simulator's, so the test below gets a token.
+	secrets := []string{"Xy7Q~first.secret-value_0123456789abcd", simulator.ClientSecret}
 	tok, err := auth.NewToken([]byte(hs), "acct-e2e", "alice", time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -134,11 +139,15 @@ func TestSecretNeverLeaks(t *testing.T) {
 		_ = json.Unmarshal(b, &m)
 		return m
 	}
-	created := call("POST", "/connections", `{"instance_url":"contoso.crm.dynamics.com","client_id":"22222222-2222-2222-2222-222222222222","client_secret":"`+secrets[0]+`\n"}`)
+	created := call("POST", "/connections", `{"instance_url":"`+sim.InstanceURL("ok")+`","client_id":"`+simulator.ClientID+`","client_secret":"`+secrets[0]+`\n"}`)
 	id := created["id"].(string)
 	call("GET", "/connections/"+id, "")
 	call("PATCH", "/connections/"+id, `{"client_secret":"`+secrets[1]+`"}`)
 	call("GET", "/connections", "")
+	if res := call("POST", "/connections/"+id+"/test", ""); res["ok"] != true {
+		t.Fatalf("test through the simulator failed: %v", res["error"])
+	}
+	call("POST", "/connection-tests", `{"connection_id":"`+id+`"}`)
 	// A refused request that carries a secret must not echo it either.
 	req, _ := http.NewRequest("POST", base+"/connections", strings.NewReader(`{"client_secret":"`+secrets[0]+`","clientId":1`))
 	req.Header.Set("Authorization", "Bearer "+tok)
