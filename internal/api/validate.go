@@ -2,6 +2,8 @@ package api
 
 import (
 	"errors"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -162,9 +164,16 @@ func requireCreateFields(o *object) {
 }
 
 // defaultName names a connection after its environment (the first label of
-// the host) when no name was given.
+// the host: "contoso" for https://contoso.crm.dynamics.com) when no name was
+// given. A simulator address keeps its whole host and path.
 func defaultName(instanceURL string) string {
-	_, host, _ := strings.Cut(instanceURL, "://")
-	org, _, _ := strings.Cut(host, ".")
+	u, err := url.Parse(instanceURL)
+	if err != nil {
+		return instanceURL
+	}
+	if net.ParseIP(u.Hostname()) != nil { // the local simulator
+		return u.Host + u.Path
+	}
+	org, _, _ := strings.Cut(u.Hostname(), ".")
 	return org
 }
