@@ -41,6 +41,9 @@ commands:
   migrate up|down|version
                         apply, roll back (one step) or show the schema migrations
   keys generate         print a fresh encryption key line (id:base64) for ENCRYPTION_KEYS
+  keys status           secrets per encryption key, which key is active, whether every key in use is loaded
+  keys rotate [--dry-run] [--batch N] [--workers N]
+                        re-wrap every data key under the active encryption key, online
 `
 
 // shutdownTimeout bounds how long in-flight requests may finish after SIGTERM.

@@ -89,7 +89,11 @@ func progressLine(done, total int64, elapsed time.Duration) string {
 	if s := elapsed.Seconds(); s > 0 && done > 0 {
 		rate := float64(done) / s
 		left := time.Duration(float64(total-done) / rate * float64(time.Second))
-		line += fmt.Sprintf(", %.0f rows/s, about %s left", rate, left.Round(time.Second))
+		round := time.Second
+		if left < 10*time.Second {
+			round = 100 * time.Millisecond
+		}
+		line += fmt.Sprintf(", %.0f rows/s, about %s left", rate, left.Round(round))
 	}
 	return line
 }

@@ -24,7 +24,10 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/model"
@@ -39,6 +42,14 @@ const (
 	// MaxBatchSize bounds a batch so that it stays well inside the pool's
 	// statement timeout.
 	MaxBatchSize = 10000
+
+	// DefaultWorkers overlaps one batch's work in this process (reading,
+	// unwrapping, wrapping) with another's in the database (index updates,
+	// commit).
+	DefaultWorkers = 2
+	// MaxWorkers keeps a rotation from taking most of the pool's and the
+	// database's connections.
+	MaxWorkers = 8
 )
 
 // Options configure Rotate.
@@ -46,6 +57,10 @@ type Options struct {
 	// BatchSize is the number of rows per transaction: 0 means
 	// DefaultBatchSize; it must not exceed MaxBatchSize.
 	BatchSize int
+	// Workers is the number of batches in flight at once, each in its own
+	// transaction on its own database connection: 0 means DefaultWorkers;
+	// it must not exceed MaxWorkers.
+	Workers int
 	// DryRun counts what Rotate would do and changes nothing.
 	DryRun bool
 	// Progress receives progress while Rotate runs: a progress bar when it is
@@ -117,23 +132,29 @@ var ErrIncomplete = errors.New("rotation incomplete")
 // errors, such as a database or KMS failure, stop the run and are returned.
 // If rows remain under old KEKs at the end, the error wraps ErrIncomplete.
 // Result is filled in as far as the run got, whatever the error.
-func Rotate(ctx context.Context, st *store.Store, keys *crypto.Keyring, o Options) (Result, error) {
+func Rotate(ctx context.Context, st *store.Store, keys *crypto.Keyring, o Options) (res Result, err error) {
 	start := time.Now()
-	res := Result{ActiveKEKID: keys.ActiveID(), DryRun: o.DryRun, Failed: map[string]error{}}
+	res = Result{ActiveKEKID: keys.ActiveID(), DryRun: o.DryRun, Failed: map[string]error{}}
 	defer func() { res.Elapsed = time.Since(start) }()
 
-	batch := o.BatchSize
-	switch {
-	case batch == 0:
+	batch, workers := o.BatchSize, o.Workers
+	if batch == 0 {
 		batch = DefaultBatchSize
-	case batch < 1 || batch > MaxBatchSize:
+	}
+	if workers == 0 {
+		workers = DefaultWorkers
+	}
+	if batch < 1 || batch > MaxBatchSize {
 		return res, fmt.Errorf("batch size %d: want 1 to %d", batch, MaxBatchSize)
 	}
-	before, err := st.KEKCounts(ctx)
+	if workers < 1 || workers > MaxWorkers {
+		return res, fmt.Errorf("workers %d: want 1 to %d", workers, MaxWorkers)
+	}
+	res.Before, err = st.KEKCounts(ctx)
 	if err != nil {
 		return res, err
 	}
-	res.Before = before
+	before := res.Before
 	for id, n := range before {
 		if id != res.ActiveKEKID {
 			res.ToRewrap += n
@@ -147,45 +168,34 @@ func Rotate(ctx context.Context, st *store.Store, keys *crypto.Keyring, o Option
 		return res, nil
 	}
 
-	p := newProgress(o.Progress, res.ToRewrap, start)
-	defer p.finish()
-	rewrap := rewrapper(keys, res.Failed)
-	for _, wait := range []bool{false, true} {
-		if wait {
-			// The first pass skipped rows that others held locked; most were
-			// rewrapped by another run or got a new secret meanwhile. The
-			// loose index scan makes this check cheap.
-			ids, err := st.KEKIDsInUse(ctx)
-			if err != nil {
-				return res, err
-			}
+	r := &rotator{st: st, batch: batch, active: res.ActiveKEKID, res: &res,
+		progress: newProgress(o.Progress, res.ToRewrap, start)}
+	defer r.progress.finish()
+	r.rewrap = rewrapper(keys, &r.mu, res.Failed)
+
+	err = r.pass(ctx, false, workers)
+	if err == nil && ctx.Err() == nil {
+		// The first pass skipped rows that others held locked; most were
+		// rewrapped by another run or got a new secret meanwhile. The loose
+		// index scan makes this check cheap.
+		var ids []string
+		if ids, err = st.KEKIDsInUse(ctx); err == nil {
 			// Rows that failed may have got a new secret meanwhile: the
 			// second pass tells which still fail.
 			clear(res.Failed)
-			if !slices.ContainsFunc(ids, func(id string) bool { return id != res.ActiveKEKID }) {
-				break
+			if slices.ContainsFunc(ids, func(id string) bool { return id != res.ActiveKEKID }) {
+				// One worker: waiting workers would only wait for each other.
+				err = r.pass(ctx, true, 1)
 			}
 		}
-		opts := store.RewrapOptions{ActiveKEKID: res.ActiveKEKID, Limit: batch, Wait: wait}
-		for {
-			if ctx.Err() != nil {
-				res.Interrupted = true
-				return res, fmt.Errorf("%w: interrupted after rewrapping %d rows: run it again to finish: %w",
-					ErrIncomplete, res.Rewrapped, context.Cause(ctx))
-			}
-			// The batch runs to its end even if ctx ends meanwhile: it is
-			// short, and a clean commit is better than a rollback.
-			b, err := st.RewrapBatch(context.WithoutCancel(ctx), opts, rewrap)
-			if err != nil {
-				return res, err
-			}
-			if b.Selected == 0 {
-				break
-			}
-			opts.After = b.LastID
-			res.Rewrapped += int64(b.Rewrapped)
-			p.update(res.Rewrapped)
-		}
+	}
+	if err != nil {
+		return res, err
+	}
+	if ctx.Err() != nil {
+		res.Interrupted = true
+		return res, fmt.Errorf("%w: interrupted after rewrapping %d rows: run it again to finish: %w",
+			ErrIncomplete, res.Rewrapped, context.Cause(ctx))
 	}
 
 	after, err := st.KEKCounts(ctx)
@@ -197,6 +207,51 @@ func Rotate(ctx context.Context, st *store.Store, keys *crypto.Keyring, o Option
 		return res, incompleteError(res, n)
 	}
 	return res, nil
+}
+
+// rotator runs the passes of one Rotate call.
+type rotator struct {
+	st       *store.Store
+	rewrap   store.RewrapFunc
+	batch    int
+	active   string
+	progress progress
+
+	mu  sync.Mutex // guards res and progress, which workers update
+	res *Result
+}
+
+// pass rewraps batches from the start of the table to its end, in workers
+// goroutines, each reading on from its own last row. Batches skip rows that
+// others hold locked, unless wait is set, so the workers of a pass (and of
+// other Rotate calls) take turns rather than wait for one another. Workers
+// stop between batches when ctx ends, which the caller then checks, or when
+// one of them fails, whose error pass returns.
+func (r *rotator) pass(ctx context.Context, wait bool, workers int) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for range workers {
+		g.Go(func() error {
+			o := store.RewrapOptions{ActiveKEKID: r.active, Limit: r.batch, Wait: wait}
+			for gctx.Err() == nil {
+				// The batch runs to its end even if ctx ends meanwhile: it
+				// is short, and a clean commit is better than a rollback.
+				b, err := r.st.RewrapBatch(context.WithoutCancel(gctx), o, r.rewrap)
+				if err != nil {
+					return err
+				}
+				if b.Selected == 0 {
+					return nil
+				}
+				o.After = b.LastID
+				r.mu.Lock()
+				r.res.Rewrapped += int64(b.Rewrapped)
+				r.progress.update(r.res.Rewrapped)
+				r.mu.Unlock()
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 // incompleteError explains why n rows remain under old KEKs.
@@ -220,15 +275,17 @@ func incompleteError(res Result, n int64) error {
 }
 
 // rewrapper returns the store.RewrapFunc that rewraps with keys, recording
-// rows that can never be rewrapped in failed and skipping them.
-func rewrapper(keys *crypto.Keyring, failed map[string]error) store.RewrapFunc {
+// rows that can never be rewrapped in failed (guarded by mu) and skipping them.
+func rewrapper(keys *crypto.Keyring, mu *sync.Mutex, failed map[string]error) store.RewrapFunc {
 	return func(ctx context.Context, account, id string, sealed model.SealedSecret) (model.SealedSecret, error) {
 		env, err := keys.Rewrap(ctx, crypto.Envelope(sealed), crypto.AssociatedData(account, id))
 		switch {
 		case errors.Is(err, crypto.ErrUnwrap), errors.Is(err, crypto.ErrFormat), errors.Is(err, crypto.ErrUnknownKey):
 			// Damaged, or under a key this keyring lacks (written after the
 			// check at the start): no retry can help, so don't stop the others.
+			mu.Lock()
 			failed[id] = err
+			mu.Unlock()
 			return model.SealedSecret{}, fmt.Errorf("%w: %w", store.ErrSkipRow, err)
 		case err != nil:
 			return model.SealedSecret{}, err // e.g. a KMS outage: stop, and run again later

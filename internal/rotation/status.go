@@ -112,7 +112,7 @@ func (s Status) Write(w io.Writer) {
 		case k.Retirable():
 			state = "retirable: no rows need it"
 		default:
-			state = "old: `server keys rotate` moves its rows to the active key"
+			state = "not active: `server keys rotate` moves its rows to the active key"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", k.ID, k.Rows, loaded, state)
 	}

@@ -45,7 +45,8 @@ type RewrapOptions struct {
 	// Wait makes the batch wait for rows that other transactions hold locked
 	// (a PATCH of that connection, another rotation's batch) instead of
 	// skipping them. A final pass with Wait set catches the rows that an
-	// earlier pass skipped. Waits are bounded by lock_timeout (RewrapLockTimeout).
+	// earlier pass skipped. A wait for a lock fails after 5 seconds (a
+	// transaction left open elsewhere), and then the batch returns an error.
 	Wait bool
 }
 
@@ -63,10 +64,10 @@ type RewrapResult struct {
 	LastID string
 }
 
-// RewrapLockTimeout bounds how long a batch with Wait set waits for one row
+// rewrapLockTimeout bounds how long a batch with Wait set waits for one row
 // lock, so a transaction left open elsewhere makes the rotation fail with an
 // error instead of hanging; running it again finishes the work.
-const RewrapLockTimeout = "5s"
+const rewrapLockTimeout = "5s"
 
 // rewrapSelect is the batch's SELECT without its WHERE clause's keyset
 // condition and locking clause, which RewrapBatch adds. FOR NO KEY UPDATE is
@@ -94,8 +95,8 @@ FOR NO KEY UPDATE`
 // matches it).
 const rewrapUpdate = `
 UPDATE connections AS c
-SET secret_wrapped_dek = u.wrapped_dek, secret_kek_id = u.kek_id
-FROM unnest($1::uuid[], $2::bytea[], $3::text[]) AS u(id, wrapped_dek, kek_id)
+SET secret_wrapped_dek = u.wrapped_dek, secret_kek_id = $3
+FROM unnest($1::uuid[], $2::bytea[]) AS u(id, wrapped_dek)
 WHERE c.id = u.id`
 
 // rewrapRow is a row as the batch's SELECT reads it.
@@ -138,7 +139,7 @@ func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapF
 	var res RewrapResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if o.Wait {
-			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+RewrapLockTimeout+"'"); err != nil {
+			if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '"+rewrapLockTimeout+"'"); err != nil {
 				return fmt.Errorf("set lock timeout: %w", err)
 			}
 		}
@@ -150,7 +151,6 @@ func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapF
 		res.Selected = len(batch)
 		ids := make([]string, 0, len(batch))
 		deks := make([][]byte, 0, len(batch))
-		kekIDs := make([]string, 0, len(batch))
 		for _, r := range batch {
 			// Rows can come back out of id order only if an id changed, which
 			// ids never do; taking the maximum costs nothing and is exact.
@@ -174,12 +174,11 @@ func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapF
 			}
 			ids = append(ids, r.ID)
 			deks = append(deks, sealed.WrappedDEK)
-			kekIDs = append(kekIDs, sealed.KEKID)
 		}
 		if len(ids) == 0 {
 			return nil
 		}
-		tag, err := tx.Exec(ctx, rewrapUpdate, ids, deks, kekIDs)
+		tag, err := tx.Exec(ctx, rewrapUpdate, ids, deks, o.ActiveKEKID)
 		if err != nil {
 			return fmt.Errorf("update rewrapped rows: %w", err)
 		}
