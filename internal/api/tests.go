@@ -88,15 +88,36 @@ func (tr *testRunner) checkRate(account string) error {
 	return p
 }
 
-// run tests cr once even when several requests ask for the same key at
-// once: they share the result. The run is detached from the first caller's
-// cancellation so the others still get an answer; the dynamics client bounds
-// it with its own deadline.
-func (tr *testRunner) run(ctx context.Context, key string, cr dynamics.Credentials) model.TestResult {
-	v, _, _ := tr.flights.Do(key, func() (any, error) {
-		return tr.test(context.WithoutCancel(ctx), cr), nil
+// testStored tests a stored connection and records the result, once even
+// when several requests ask at the same time: they share the run and its
+// record (one history entry, one audit event, by the first caller). The run
+// is detached from the first caller's cancellation so the others still get
+// an answer; the dynamics client bounds it with its own deadline. The key
+// holds the connection's version, so a request that comes after an edit
+// never gets the result of the credentials before it.
+func (tr *testRunner) testStored(ctx context.Context, st *store.Store, c model.Connection, s secret.String, a store.Audit) (json.RawMessage, error) {
+	key := fmt.Sprintf("%s/%s/%d", c.Account, c.ID, c.Version)
+	v, err, _ := tr.flights.Do(key, func() (any, error) {
+		ctx := context.WithoutCancel(ctx)
+		res := tr.test(ctx, credentialsOf(c, s))
+		body, err := json.Marshal(res)
+		if err != nil {
+			return nil, fmt.Errorf("encode test result: %w", err)
+		}
+		rec := store.TestRecord{Status: model.StatusConnected, Result: body, TestedVersion: c.Version}
+		if res.Error != nil {
+			rec.Status, rec.Code = model.StatusFailing, res.Error.Code
+			rec.SecretExpired = res.Error.Code == dynamics.CodeClientSecretExpired
+		}
+		if err := st.RecordTestResult(ctx, c.Account, c.ID, a, rec); err != nil {
+			return nil, err
+		}
+		return json.RawMessage(body), nil
 	})
-	return v.(model.TestResult)
+	if err != nil {
+		return nil, err
+	}
+	return v.(json.RawMessage), nil
 }
 
 // test runs one test and counts it.
@@ -132,23 +153,11 @@ func handleConnectionTest(logger *slog.Logger, st *store.Store, keys *crypto.Key
 		if err != nil {
 			return err
 		}
-		// The key includes the secret's version so a test racing a rotation
-		// never hands one caller the other secret's result.
-		key := fmt.Sprintf("%s/%s/%d", c.Account, c.ID, c.SecretUpdatedAt.UnixNano())
-		res := tr.run(r.Context(), key, credentialsOf(c, s))
-		body, err := json.Marshal(res)
+		body, err := tr.testStored(r.Context(), st, c, s, auditOf(r))
 		if err != nil {
-			return fmt.Errorf("encode test result: %w", err)
-		}
-		rec := store.TestRecord{Status: model.StatusConnected, Result: body, SecretUpdatedAt: c.SecretUpdatedAt}
-		if res.Error != nil {
-			rec.Status, rec.Code = model.StatusFailing, res.Error.Code
-			rec.SecretExpired = res.Error.Code == dynamics.CodeClientSecretExpired
-		}
-		if err := st.RecordTestResult(r.Context(), p.Account, c.ID, auditOf(r), rec); err != nil {
 			return err
 		}
-		return encode(w, http.StatusOK, json.RawMessage(body))
+		return encode(w, http.StatusOK, body)
 	})
 }
 

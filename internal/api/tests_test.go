@@ -248,6 +248,13 @@ func TestConcurrentTestsShareOneRun(t *testing.T) {
 	if !results[0].OK || !results[0].TestedAt.Equal(results[1].TestedAt) {
 		t.Errorf("results differ: %v vs %v", results[0].TestedAt, results[1].TestedAt)
 	}
+	// One run, recorded once.
+	if items := e.do("GET", "/connections/"+id+"/tests", "acct-a", nil).json(t)["items"].([]any); len(items) != 1 {
+		t.Errorf("history holds %d results, want 1", len(items))
+	}
+	if got := e.events("acct-a", id); len(got) != 2 || got[0] != "connection.tested" {
+		t.Errorf("events = %v, want one test after the create", got)
+	}
 }
 
 // TestExpiredSecretIsRecorded: a test that Microsoft answers with the

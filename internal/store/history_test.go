@@ -16,7 +16,7 @@ func TestTestHistoryKeepsTheLast50(t *testing.T) {
 	ctx := context.Background()
 	c := create(t, s, newConnection(account))
 	for i := range store.TestHistoryLength + 5 {
-		r := store.TestRecord{Status: model.StatusConnected, Result: []byte(fmt.Sprintf(`{"n": %d}`, i)), SecretUpdatedAt: c.SecretUpdatedAt}
+		r := store.TestRecord{Status: model.StatusConnected, Result: []byte(fmt.Sprintf(`{"n": %d}`, i)), TestedVersion: c.Version}
 		if err := s.RecordTestResult(ctx, account, c.ID, testAudit, r); err != nil {
 			t.Fatal(err)
 		}
@@ -56,14 +56,14 @@ func TestResultOfAReplacedSecretLeavesStatus(t *testing.T) {
 	s := storetest.New(t)
 	ctx := context.Background()
 	c := create(t, s, newConnection(account))
-	tested := c.SecretUpdatedAt
+	tested := c.Version
 	if _, err := s.UpdateConnection(ctx, account, c.ID, testAudit, func(c *model.Connection) error {
 		c.Secret.Ciphertext = []byte("new-ciphertext")
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	r := store.TestRecord{Status: model.StatusFailing, Result: []byte(`{"ok": false}`), Code: "client_secret_expired", SecretExpired: true, SecretUpdatedAt: tested}
+	r := store.TestRecord{Status: model.StatusFailing, Result: []byte(`{"ok": false}`), Code: "client_secret_expired", SecretExpired: true, TestedVersion: tested}
 	if err := s.RecordTestResult(ctx, account, c.ID, testAudit, r); err != nil {
 		t.Fatal(err)
 	}

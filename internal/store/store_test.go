@@ -495,19 +495,19 @@ func TestRecordTestResult(t *testing.T) {
 	c := create(t, s, newConnection(account))
 	result := []byte(`{"ok": true, "checks": [{"name": "token", "status": "passed"}]}`)
 
-	if err := s.RecordTestResult(ctx, other, c.ID, testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, SecretUpdatedAt: c.SecretUpdatedAt}); !errors.Is(err, store.ErrNotFound) {
+	if err := s.RecordTestResult(ctx, other, c.ID, testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, TestedVersion: c.Version}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("another account: err = %v, want ErrNotFound", err)
 	}
 	if diff := cmp.Diff(c, get(t, s, account, c.ID)); diff != "" {
 		t.Fatalf("another account's save changed the row (-before +after):\n%s", diff)
 	}
 	for _, id := range []string{uuid.NewString(), "nope"} {
-		if err := s.RecordTestResult(ctx, account, id, testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, SecretUpdatedAt: c.SecretUpdatedAt}); !errors.Is(err, store.ErrNotFound) {
+		if err := s.RecordTestResult(ctx, account, id, testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, TestedVersion: c.Version}); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("id %q: err = %v, want ErrNotFound", id, err)
 		}
 	}
 
-	if err := s.RecordTestResult(ctx, account, c.ID, testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, SecretUpdatedAt: c.SecretUpdatedAt}); err != nil {
+	if err := s.RecordTestResult(ctx, account, c.ID, testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, TestedVersion: c.Version}); err != nil {
 		t.Fatalf("RecordTestResult: %v", err)
 	}
 	got := get(t, s, account, c.ID)
@@ -525,7 +525,7 @@ func TestRecordTestResult(t *testing.T) {
 		t.Errorf("LastTest (-want +got):\n%s", diff)
 	}
 
-	if err := s.RecordTestResult(ctx, account, c.ID, testAudit, store.TestRecord{Status: "bogus", Result: result, SecretUpdatedAt: c.SecretUpdatedAt}); err == nil {
+	if err := s.RecordTestResult(ctx, account, c.ID, testAudit, store.TestRecord{Status: "bogus", Result: result, TestedVersion: got.Version}); err == nil {
 		t.Error("status bogus was accepted")
 	}
 }

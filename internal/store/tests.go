@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -24,10 +23,11 @@ type TestRecord struct {
 	Code string
 	// SecretExpired reports whether Microsoft said the secret has expired.
 	SecretExpired bool
-	// SecretUpdatedAt identifies the secret that was tested. If the secret was
-	// replaced while the test ran, the result is kept in the history but no
-	// longer describes the connection, so its status is left alone.
-	SecretUpdatedAt time.Time
+	// TestedVersion is the connection's Version that was tested. If the
+	// connection changed while the test ran (a new secret, URL or client id),
+	// the result is kept in the history but no longer describes the
+	// connection, so its status is left alone.
+	TestedVersion int64
 }
 
 // recordTest is the whole of RecordTestResult in one statement, so it costs
@@ -41,7 +41,7 @@ WITH conn AS (
 	UPDATE connections c SET status = $3, last_test = $4,
 		secret_expired_at = CASE WHEN $5 THEN COALESCE(c.secret_expired_at, now()) ELSE c.secret_expired_at END,
 		version = c.version + 1, updated_at = now()
-	FROM conn WHERE c.id = conn.id AND c.secret_updated_at = $6
+	FROM conn WHERE c.id = conn.id AND c.version = $6
 ), history AS (
 	INSERT INTO connection_tests (connection_id, account, code, result)
 	SELECT conn.id, $1, NULLIF($7, ''), $4 FROM conn
@@ -74,7 +74,7 @@ func (s *Store) RecordTestResult(ctx context.Context, account, id string, a Audi
 	}
 	var found int
 	err = s.pool.QueryRow(ctx, recordTest, account, id, string(r.Status), json.RawMessage(r.Result), r.SecretExpired,
-		r.SecretUpdatedAt, r.Code, a.Actor, a.RequestID, TestHistoryLength-1, details).Scan(&found)
+		r.TestedVersion, r.Code, a.Actor, a.RequestID, TestHistoryLength-1, details).Scan(&found)
 	if err != nil {
 		return fmt.Errorf("record test result: %w", err)
 	}
