@@ -76,7 +76,7 @@ func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.
 		r.Method(http.MethodGet, "/connections/{id}", handleConnectionGet(logger, st, opts))
 		r.Method(http.MethodPatch, "/connections/{id}", handleConnectionUpdate(logger, st, keys, opts))
 		r.Method(http.MethodDelete, "/connections/{id}", handleConnectionDelete(logger, st))
-		r.Method(http.MethodPost, "/connections/{id}/test", handleConnectionTest(logger, st, keys, tr, opts))
+		r.Method(http.MethodPost, "/connections/{id}/test", handleConnectionTest(logger, st, keys, tr))
 		r.Method(http.MethodGet, "/connections/{id}/tests", handleConnectionTestList(logger, st))
 		r.Method(http.MethodGet, "/connections/{id}/events", handleConnectionEvents(logger, st))
 		r.Method(http.MethodPost, "/connection-tests", handleCredentialsTest(logger, st, keys, tr, opts))

@@ -139,7 +139,7 @@ func credentialsOf(c model.Connection, s secret.String) dynamics.Credentials {
 	return cr
 }
 
-func handleConnectionTest(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, tr *testRunner, opts Options) http.Handler {
+func handleConnectionTest(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, tr *testRunner) http.Handler {
 	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		p := principalFrom(r.Context())
 		c, err := st.Connection(r.Context(), p.Account, chi.URLParam(r, "id"))
