@@ -2,6 +2,5 @@ DROP TABLE idempotency_keys;
 DROP TABLE audit_events;
 DROP FUNCTION audit_events_append_only();
 DROP TABLE connection_tests;
-DROP INDEX connections_account_secret_expires_at_idx;
 ALTER TABLE connections DROP COLUMN secret_expired_at;
 ALTER TABLE connections DROP COLUMN version;

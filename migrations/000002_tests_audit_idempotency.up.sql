@@ -5,10 +5,6 @@ ALTER TABLE connections ADD COLUMN version bigint NOT NULL DEFAULT 1;
 -- secret clears it.
 ALTER TABLE connections ADD COLUMN secret_expired_at timestamptz;
 
--- Secret-state filters (expiring, expired) look at the accounts' expiry dates.
-CREATE INDEX connections_account_secret_expires_at_idx
-    ON connections (account, secret_expires_at);
-
 -- The history of connection tests: the last 50 per connection are kept.
 CREATE TABLE connection_tests (
     id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
