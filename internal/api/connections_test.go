@@ -320,6 +320,14 @@ func TestReadiness(t *testing.T) {
 	if !strings.Contains(string(res.body), `"encryption_keys"`) || !strings.Contains(string(res.body), "k1") {
 		t.Errorf("503 body does not name the missing key k1: %s", res.body)
 	}
+
+	// Once no secret uses k1 (this one is deleted), a server without k1 is
+	// ready again, even before anything forgets k1's id.
+	id := e.do("GET", "/connections", "acct-a", nil).json(t)["items"].([]any)[0].(map[string]any)["id"].(string)
+	e.do("DELETE", "/connections/"+id, "acct-a", nil)
+	if res := e2.do("GET", "/readyz", "", nil); res.status != http.StatusOK {
+		t.Errorf("readyz without k1 after its last secret went = %d %s", res.status, res.body)
+	}
 }
 
 // TestEveryRouteIsInTheSpec keeps openapi.yaml and the router in step.

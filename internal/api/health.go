@@ -72,20 +72,13 @@ func readinessChecks(ctx context.Context, st *store.Store, keys *crypto.Keyring)
 	case v != store.SchemaVersion:
 		schema.Status, schema.Detail = "failing", fmt.Sprintf("The database is at schema version %d; this binary needs %d.", v, store.SchemaVersion)
 	}
-	ids, err := st.KEKIDsInUse(ctx)
-	if err != nil {
+	missing, err := st.MissingKEKs(ctx, keys.Has)
+	switch {
+	case err != nil:
 		kc.Status, kc.Detail = "failing", "Could not list the key ids in use."
-	} else {
-		var missing []string
-		for _, id := range ids {
-			if !keys.Has(id) {
-				missing = append(missing, id)
-			}
-		}
-		if len(missing) > 0 {
-			kc.Status = "failing"
-			kc.Detail = "Stored secrets use encryption keys that are not loaded: " + strings.Join(missing, ", ") + ". Add them to ENCRYPTION_KEYS."
-		}
+	case len(missing) > 0:
+		kc.Status = "failing"
+		kc.Detail = "Stored secrets use encryption keys that are not loaded: " + strings.Join(missing, ", ") + ". Add them to ENCRYPTION_KEYS."
 	}
 	return []readinessCheck{db, schema, kc}
 }

@@ -176,14 +176,13 @@ func Rotate(ctx context.Context, st *store.Store, keys *crypto.Keyring, o Option
 	err = r.pass(ctx, false, workers)
 	if err == nil && ctx.Err() == nil {
 		// The first pass skipped rows that others held locked; most were
-		// rewrapped by another run or got a new secret meanwhile. The loose
-		// index scan makes this check cheap.
-		var ids []string
-		if ids, err = st.KEKIDsInUse(ctx); err == nil {
+		// rewrapped by another run or got a new secret meanwhile.
+		var counts map[string]int64
+		if counts, err = st.KEKCounts(ctx); err == nil {
 			// Rows that failed may have got a new secret meanwhile: the
 			// second pass tells which still fail.
 			clear(res.Failed)
-			if slices.ContainsFunc(ids, func(id string) bool { return id != res.ActiveKEKID }) {
+			if len(oldKeys(counts, res.ActiveKEKID)) > 0 {
 				// One worker: waiting workers would only wait for each other.
 				err = r.pass(ctx, true, 1)
 			}
@@ -205,6 +204,11 @@ func Rotate(ctx context.Context, st *store.Store, keys *crypto.Keyring, o Option
 	res.After = after
 	if n := res.Remaining(); n > 0 {
 		return res, incompleteError(res, n)
+	}
+	// Forget the old keys' ids, so readiness stops checking them and they
+	// can be retired.
+	if _, err := st.PruneKEKIDs(ctx); err != nil {
+		return res, err
 	}
 	return res, nil
 }
@@ -295,8 +299,9 @@ func rewrapper(keys *crypto.Keyring, mu *sync.Mutex, failed map[string]error) st
 }
 
 // missingKeys returns, sorted, the KEK ids that counts has rows under and
-// keys lacks. It applies the API readiness check's rule (store.KEKIDsInUse
-// and crypto.Keyring.Has), so the two always name the same keys.
+// keys lacks. It applies the API readiness check's rule (a key is missing
+// when some stored secret uses it and the keyring lacks it), so the two always
+// name the same keys.
 func missingKeys(counts map[string]int64, keys *crypto.Keyring) []string {
 	var missing []string
 	for id, n := range counts {

@@ -107,6 +107,10 @@ func TestRotateRewrapsEveryRowAndKeepsTheSecrets(t *testing.T) {
 		t.Errorf("progress does not start with the first batch:\n%s", progress.String())
 	}
 	rotationtest.Check(t, st, k.newOnly(t), want)
+	// The old key's id is forgotten, so readiness no longer looks for it.
+	if ids, err := st.KEKIDsInUse(context.Background()); err != nil || !slices.Equal(ids, []string{"new"}) {
+		t.Errorf("key ids in use after rotation = %v, %v; want [new]", ids, err)
+	}
 
 	var summary bytes.Buffer
 	res.WriteSummary(&summary)
