@@ -43,6 +43,14 @@ func TestTestHistoryKeepsTheLast50(t *testing.T) {
 	if got := string(all[len(all)-1]); got != `{"n": 5}` {
 		t.Errorf("oldest kept = %s, want {\"n\": 5}", got)
 	}
+	// Another account's record touches neither the history nor the row.
+	r := store.TestRecord{Status: model.StatusFailing, Result: []byte(`{"n": -1}`), TestedVersion: c.Version}
+	if err := s.RecordTestResult(ctx, other, c.ID, testAudit, r); err != store.ErrNotFound {
+		t.Errorf("another account's record: err = %v, want ErrNotFound", err)
+	}
+	if page, _, err := s.TestResults(ctx, account, c.ID, store.Page{Limit: store.MaxLimit}); err != nil || len(page) != store.TestHistoryLength {
+		t.Errorf("history after another account's record: %d results, err %v", len(page), err)
+	}
 	if _, _, err := s.TestResults(ctx, other, c.ID, store.Page{}); err != store.ErrNotFound {
 		t.Errorf("another account's history: err = %v, want ErrNotFound", err)
 	}

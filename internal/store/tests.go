@@ -33,7 +33,8 @@ type TestRecord struct {
 // recordTest is the whole of RecordTestResult in one statement, so it costs
 // one round trip and runs in one implicit transaction. The data-modifying
 // CTEs all see the snapshot from before the statement: the trim keeps the
-// newest TestHistoryLength-1 older results ($10) beside the one inserted.
+// newest TestHistoryLength-1 older results ($10 is that number, used as the
+// offset of the newest result to drop) beside the one inserted.
 const recordTest = `
 WITH conn AS (
 	SELECT id FROM connections WHERE account = $1 AND id = $2 FOR UPDATE
@@ -46,8 +47,8 @@ WITH conn AS (
 	INSERT INTO connection_tests (connection_id, account, code, result)
 	SELECT conn.id, $1, NULLIF($7, ''), $4 FROM conn
 ), trimmed AS (
-	DELETE FROM connection_tests WHERE connection_id IN (SELECT id FROM conn) AND id < ALL (
-		SELECT id FROM connection_tests WHERE connection_id = $2 ORDER BY id DESC LIMIT $10)
+	DELETE FROM connection_tests WHERE account = $1 AND connection_id = $2 AND id <= (
+		SELECT id FROM connection_tests WHERE account = $1 AND connection_id = $2 ORDER BY id DESC OFFSET $10 LIMIT 1)
 ), event AS (
 	INSERT INTO audit_events (account, connection_id, actor, action, request_id, details)
 	SELECT $1, conn.id, $8, '` + ActionTested + `', $9, $11 FROM conn
