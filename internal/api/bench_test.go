@@ -1,10 +1,8 @@
 package api
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -55,36 +53,13 @@ func BenchmarkBareClient(b *testing.B) {
 	sim := simulator.New(simulator.Options{})
 	defer sim.Close()
 	instance := sim.InstanceURL("ok")
-	c := &http.Client{}
-	call := func(req *http.Request) []byte {
-		res, err := c.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer res.Body.Close()
-		body, _ := io.ReadAll(res.Body)
-		return body
-	}
+	hc := &http.Client{}
 	lat := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	for b.Loop() {
 		start := time.Now()
-		probe, _ := http.NewRequest("GET", instance+"/api/data/v9.2/", nil)
-		call(probe)
-		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {simulator.ClientID},
-			"client_secret": {simulator.ClientSecret}, "scope": {instance + "/.default"}}
-		tokReq, _ := http.NewRequest("POST", instance+"/"+simulator.TenantID+"/oauth2/v2.0/token", strings.NewReader(form.Encode()))
-		tokReq.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		var tok struct {
-			AccessToken string `json:"access_token"`
-		}
-		if err := json.Unmarshal(call(tokReq), &tok); err != nil || tok.AccessToken == "" {
-			b.Fatalf("token: %v", err)
-		}
-		for _, path := range []string{"/api/data/v9.2/WhoAmI", "/api/data/v9.2/systemusers(" + simulator.UserID + ")?$select=fullname,isdisabled&$expand=systemuserroles_association($select=name,roleid)"} {
-			req, _ := http.NewRequest("GET", instance+path, nil)
-			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-			call(req)
+		if err := simulator.BareTest(hc, instance); err != nil {
+			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(start))
 	}

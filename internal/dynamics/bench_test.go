@@ -2,14 +2,9 @@ package dynamics
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -68,44 +63,7 @@ func BenchmarkBareClient(b *testing.B) {
 	defer sim.Close()
 	hc := &http.Client{Transport: &http.Transport{}}
 	defer hc.CloseIdleConnections()
-	call := func() error {
-		resp, err := hc.Get(sim.URL + "/api/data/v9.2/")
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-
-		form := url.Values{"client_id": {simulator.ClientID}, "client_secret": {simulator.ClientSecret},
-			"scope": {sim.URL + "/.default"}, "grant_type": {"client_credentials"}}
-		resp, err = hc.Post(sim.URL+"/"+simulator.TenantID+"/oauth2/v2.0/token", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
-		if err != nil {
-			return err
-		}
-		var tok struct {
-			AccessToken string `json:"access_token"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&tok)
-		resp.Body.Close()
-		if err != nil || tok.AccessToken == "" {
-			return fmt.Errorf("token: %v", err)
-		}
-		for _, path := range []string{"/api/data/v9.2/WhoAmI",
-			"/api/data/v9.2/systemusers(" + simulator.UserID + ")?$select=fullname,isdisabled&$expand=systemuserroles_association($select=name,roleid)"} {
-			req, _ := http.NewRequest(http.MethodGet, sim.URL+path, nil)
-			req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-			resp, err := hc.Do(req)
-			if err != nil {
-				return err
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s: %d", path, resp.StatusCode)
-			}
-		}
-		return nil
-	}
+	call := func() error { return simulator.BareTest(hc, sim.URL) }
 	if err := call(); err != nil {
 		b.Fatal(err)
 	}
