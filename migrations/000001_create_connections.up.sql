@@ -40,7 +40,7 @@ CREATE TABLE connections (
 CREATE INDEX connections_account_created_at_id_idx
     ON connections (account, created_at, id);
 
--- Readiness (every second) and key rotation ask which KEKs stored rows use; with
--- this index that is a loose index scan, cheap however many rows there are.
+-- Which KEKs stored rows use (readiness, key rotation). Dropped again in
+-- 000003: the encryption_keys_in_use table, kept by triggers, answers that now.
 CREATE INDEX connections_secret_kek_id_idx
     ON connections (secret_kek_id);
