@@ -26,25 +26,11 @@ type eventResponse struct {
 	Details      json.RawMessage `json:"details"`
 }
 
+// handleConnectionEvents answers a page of a connection's audit trail,
+// newest first.
 func handleConnectionEvents(logger *slog.Logger, st *store.Store) http.Handler {
-	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		p, err := parsePage(r)
-		if err != nil {
-			return err
-		}
-		id, err := connectionID(r)
-		if err != nil {
-			return err
-		}
-		events, next, err := st.Events(r.Context(), principalFrom(r.Context()).Account, id, p)
-		if err != nil {
-			return err
-		}
-		items := make([]eventResponse, len(events))
-		for i, e := range events {
-			items[i] = eventResponse{ID: strconv.FormatInt(e.ID, 10), ConnectionID: e.ConnectionID, Actor: e.Actor,
-				Action: e.Action, RequestID: e.RequestID, CreatedAt: e.CreatedAt, Details: e.Details}
-		}
-		return encode(w, http.StatusOK, newListResponse(items, next))
+	return handleConnectionHistory(logger, st.Events, func(e store.Event) eventResponse {
+		return eventResponse{ID: strconv.FormatInt(e.ID, 10), ConnectionID: e.ConnectionID, Actor: e.Actor,
+			Action: e.Action, RequestID: e.RequestID, CreatedAt: e.CreatedAt, Details: e.Details}
 	})
 }

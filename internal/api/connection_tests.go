@@ -114,26 +114,10 @@ func handleConnectionTest(logger *slog.Logger, st *store.Store, keys *crypto.Key
 	})
 }
 
+// handleConnectionTestList answers a page of a connection's test history,
+// newest first, each entry the model.TestResult JSON as stored.
 func handleConnectionTestList(logger *slog.Logger, st *store.Store) http.Handler {
-	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		pg, err := parsePage(r)
-		if err != nil {
-			return err
-		}
-		id, err := connectionID(r)
-		if err != nil {
-			return err
-		}
-		results, next, err := st.TestResults(r.Context(), principalFrom(r.Context()).Account, id, pg)
-		if err != nil {
-			return err
-		}
-		items := make([]json.RawMessage, len(results))
-		for i, b := range results {
-			items[i] = json.RawMessage(b)
-		}
-		return encode(w, http.StatusOK, newListResponse(items, next))
-	})
+	return handleConnectionHistory(logger, st.TestResults, func(b []byte) json.RawMessage { return b })
 }
 
 // handleCredentialsTest tests credentials from the body and stores nothing.

@@ -1,10 +1,15 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
+
+	"github.com/google/uuid"
+
+	"github.com/dynconn/dynconn/internal/store"
 )
 
 // apiFunc is an HTTP handler that reports failure by returning an error
@@ -65,4 +70,32 @@ func newListResponse[T any](items []T, next string) listResponse[T] {
 		r.NextCursor = &next
 	}
 	return r
+}
+
+// historyFunc reads a page of one of a connection's histories, as
+// store.Store.Events and TestResults do.
+type historyFunc[T any] func(ctx context.Context, account string, id uuid.UUID, p store.Page) ([]T, string, error)
+
+// handleConnectionHistory answers a page of one of the histories of the
+// connection in the path: list reads it, item makes each entry's response.
+func handleConnectionHistory[T, R any](logger *slog.Logger, list historyFunc[T], item func(T) R) http.Handler {
+	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+		p, err := parsePage(r)
+		if err != nil {
+			return err
+		}
+		id, err := connectionID(r)
+		if err != nil {
+			return err
+		}
+		entries, next, err := list(r.Context(), principalFrom(r.Context()).Account, id, p)
+		if err != nil {
+			return err
+		}
+		items := make([]R, len(entries))
+		for i, e := range entries {
+			items[i] = item(e)
+		}
+		return encode(w, http.StatusOK, newListResponse(items, next))
+	})
 }
