@@ -20,7 +20,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dynconn/dynconn/internal/rotation/rotationtest"
-	"github.com/dynconn/dynconn/internal/store"
 	"github.com/dynconn/dynconn/internal/store/storetest"
 )
 
@@ -36,9 +35,9 @@ func buildServer(t *testing.T) string {
 }
 
 // seededDB returns the URL of a fresh database holding n connections whose
-// secrets are sealed under the key line spec (active key id), a store on
+// secrets are sealed under the key line spec (active key id), a pool on
 // it, and what each secret must open to.
-func seededDB(t *testing.T, spec, id string, n int) (string, *store.Store, map[string]rotationtest.Secret) {
+func seededDB(t *testing.T, spec, id string, n int) (string, *pgxpool.Pool, map[string]rotationtest.Secret) {
 	t.Helper()
 	dbURL := storetest.URL(t)
 	pool, err := pgxpool.New(context.Background(), dbURL)
@@ -46,8 +45,7 @@ func seededDB(t *testing.T, spec, id string, n int) (string, *store.Store, map[s
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	st := store.New(pool)
-	return dbURL, st, rotationtest.Seed(t, st, rotationtest.Keyring(t, spec, id), n)
+	return dbURL, pool, rotationtest.Seed(t, pool, rotationtest.Keyring(t, spec, id), n)
 }
 
 // serverRun is one finished run of the built server.
@@ -86,7 +84,7 @@ func TestKeysRotateSurvivesSIGKILL(t *testing.T) {
 	bin := buildServer(t)
 	oldKey, newKey := rotationtest.Key("k-old"), rotationtest.Key("k-new")
 	const total, batch = 3000, 10
-	dbURL, st, want := seededDB(t, oldKey, "k-old", total)
+	dbURL, pool, want := seededDB(t, oldKey, "k-old", total)
 	both := keysEnv(dbURL, oldKey+","+newKey, "k-new")
 
 	t.Run("status fails while a key in use is missing", func(t *testing.T) {
@@ -114,7 +112,7 @@ func TestKeysRotateSurvivesSIGKILL(t *testing.T) {
 	ctx := context.Background()
 	var done int64
 	for done < killAfter {
-		if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM connections WHERE secret_kek_id = 'k-new'`).Scan(&done); err != nil {
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM connections WHERE secret_kek_id = 'k-new'`).Scan(&done); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -126,7 +124,7 @@ func TestKeysRotateSurvivesSIGKILL(t *testing.T) {
 	// killed process's session to end before counting.
 	for {
 		var open int
-		if err := st.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL`).Scan(&open); err != nil {
 			t.Fatal(err)
 		}
@@ -134,7 +132,7 @@ func TestKeysRotateSurvivesSIGKILL(t *testing.T) {
 			break
 		}
 	}
-	counts := rotationtest.Check(t, st, rotationtest.Keyring(t, oldKey+","+newKey, "k-new"), want)
+	counts := rotationtest.Check(t, pool, rotationtest.Keyring(t, oldKey+","+newKey, "k-new"), want)
 	killed := err != nil && strings.Contains(err.Error(), "killed")
 	t.Logf("SIGKILL after %d rows (%v): %d rewrapped", killAfter, err, counts["k-new"])
 	if killed && counts["k-new"]%batch != 0 {
@@ -152,7 +150,7 @@ func TestKeysRotateSurvivesSIGKILL(t *testing.T) {
 	if total-counts["k-new"] > 0 && !strings.Contains(r.stderr, " rows/s, about ") {
 		t.Errorf("no progress lines on stderr:\n%s", r.stderr)
 	}
-	rotationtest.Check(t, st, rotationtest.Keyring(t, newKey, "k-new"), want)
+	rotationtest.Check(t, pool, rotationtest.Keyring(t, newKey, "k-new"), want)
 
 	r = runServer(t, bin, both, "keys", "status")
 	if r.exitCode != 0 || !regexp.MustCompile(`(?m)^k-old +0 +yes +retirable`).MatchString(r.stdout) ||
@@ -167,7 +165,7 @@ func TestKeysRotateSurvivesSIGKILL(t *testing.T) {
 func TestKeysStatusAgreesWithReadiness(t *testing.T) {
 	t.Parallel()
 	live, goneA, goneB := rotationtest.Key("live"), rotationtest.Key("gone-a"), rotationtest.Key("gone-b")
-	dbURL, st, _ := seededDB(t, live, "live", 3)
+	dbURL, pool, _ := seededDB(t, live, "live", 3)
 	env := map[string]string{
 		"DATABASE_URL": dbURL, "LISTEN_ADDR": freeAddr(t), "ENCRYPTION_KEYS": live,
 		"AUTH_HS256_SECRET": "keys-test-signing-secret-0123456789-abcdef",
@@ -178,8 +176,8 @@ func TestKeysStatusAgreesWithReadiness(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	rotationtest.Seed(t, st, rotationtest.Keyring(t, goneA, "gone-a"), 2)
-	rotationtest.Seed(t, st, rotationtest.Keyring(t, goneB, "gone-b"), 1)
+	rotationtest.Seed(t, pool, rotationtest.Keyring(t, goneA, "gone-a"), 2)
+	rotationtest.Seed(t, pool, rotationtest.Keyring(t, goneB, "gone-b"), 1)
 
 	res, err := http.Get(base + "/readyz")
 	if err != nil {

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
-	"github.com/dynconn/dynconn/internal/store"
 	"github.com/dynconn/dynconn/internal/store/storetest"
 )
 
@@ -69,10 +69,10 @@ func TestEveryChangeWritesOneAuditEvent(t *testing.T) {
 	if res := e.do("GET", "/connections/"+id+"/events", "acct-b", nil); res.status != http.StatusNotFound {
 		t.Errorf("another account reads the events: %d", res.status)
 	}
-	if _, err := e.st.Pool().Exec(context.Background(), `UPDATE audit_events SET actor = 'mallory'`); err == nil {
+	if _, err := e.pool.Exec(context.Background(), `UPDATE audit_events SET actor = 'mallory'`); err == nil {
 		t.Error("audit_events accepted an UPDATE")
 	}
-	if _, err := e.st.Pool().Exec(context.Background(), `DELETE FROM audit_events`); err == nil {
+	if _, err := e.pool.Exec(context.Background(), `DELETE FROM audit_events`); err == nil {
 		t.Error("audit_events accepted a DELETE")
 	}
 }
@@ -85,7 +85,7 @@ func TestFailedAuditLeavesNoChange(t *testing.T) {
 	id := e.do("POST", "/connections", "acct-a", validCreate()).json(t)["id"].(string)
 	before := e.do("GET", "/connections/"+id, "acct-a", nil).body
 	ctx := context.Background()
-	_, err := e.st.Pool().Exec(ctx, `
+	_, err := e.pool.Exec(ctx, `
 		CREATE FUNCTION fail_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'forced failure'; END $$;
 		CREATE TRIGGER fail_audit BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION fail_audit();`)
 	if err != nil {
@@ -103,7 +103,7 @@ func TestFailedAuditLeavesNoChange(t *testing.T) {
 			t.Errorf("%s %s with a failing audit insert: %d, want 500", req.method, req.path, res.status)
 		}
 	}
-	if _, err := e.st.Pool().Exec(ctx, `DROP TRIGGER fail_audit ON audit_events`); err != nil {
+	if _, err := e.pool.Exec(ctx, `DROP TRIGGER fail_audit ON audit_events`); err != nil {
 		t.Fatal(err)
 	}
 	if after := e.do("GET", "/connections/"+id, "acct-a", nil).body; string(after) != string(before) {
@@ -132,6 +132,24 @@ func TestIdempotentCreate(t *testing.T) {
 		string(again.body) != string(first.body) || again.header.Get("Location") != first.header.Get("Location") {
 		t.Fatalf("replay: %d %v\n%s\nwant\n%s", again.status, again.header, again.body, first.body)
 	}
+	// The replay answers as the first did, headers included (e.do checks
+	// both against openapi.yaml, which requires Location and ETag on a 201),
+	// even after the connection changed.
+	id := first.json(t)["id"].(string)
+	if loc, tag := first.header.Get("Location"), first.header.Get("ETag"); loc != "/connections/"+id ||
+		tag == "" || tag != e.do("GET", loc, "acct-a", nil).header.Get("ETag") {
+		t.Fatalf("first answer: Location %q, ETag %q, want /connections/%s and the ETag a GET returns", loc, tag, id)
+	}
+	e.do("PATCH", "/connections/"+id, "acct-a", map[string]any{"name": "renamed"})
+	replay := e.do("POST", "/connections", "acct-a", body, "Idempotency-Key", "key-1")
+	for _, h := range []string{"Location", "ETag", "Content-Type"} {
+		if replay.header.Get(h) != first.header.Get(h) {
+			t.Errorf("replay after an edit: %s %q, first answer's %q", h, replay.header.Get(h), first.header.Get(h))
+		}
+	}
+	if string(replay.body) != string(first.body) {
+		t.Errorf("replay after an edit:\n%s\nwant\n%s", replay.body, first.body)
+	}
 	other := e.do("POST", "/connections", "acct-a", with(validCreate(), "name", "other"), "Idempotency-Key", "key-1")
 	if other.status != http.StatusUnprocessableEntity || other.json(t)["type"] != typeKeyReused {
 		t.Errorf("key reused with another body: %d %s", other.status, other.body)
@@ -148,7 +166,7 @@ func TestIdempotentCreate(t *testing.T) {
 	}
 
 	// Expired keys are purged; the key may then be used again.
-	if _, err := e.st.Pool().Exec(context.Background(), `UPDATE idempotency_keys SET expires_at = now() - interval '1 second'`); err != nil {
+	if _, err := e.pool.Exec(context.Background(), `UPDATE idempotency_keys SET expires_at = now() - interval '1 second'`); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := e.st.PurgeIdempotencyKeys(context.Background()); err != nil || n != 2 {
@@ -168,12 +186,12 @@ func TestIdempotentCreateAcrossTwoServers(t *testing.T) {
 	}
 	var servers []*testEnv
 	for range 2 {
-		st, err := store.Open(context.Background(), url)
+		pool, err := pgxpool.New(context.Background(), url)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(st.Close)
-		servers = append(servers, newEnvWith(t, st, keys))
+		t.Cleanup(pool.Close)
+		servers = append(servers, newEnvWith(t, pool, keys))
 	}
 	var created, replayed, inFlight atomic.Int32
 	var wg sync.WaitGroup
@@ -204,7 +222,7 @@ func TestIdempotentCreateAcrossTwoServers(t *testing.T) {
 		}
 	}
 	var rows int
-	if err := servers[0].st.Pool().QueryRow(context.Background(), `SELECT count(*) FROM connections`).Scan(&rows); err != nil || rows != 1 {
+	if err := servers[0].pool.QueryRow(context.Background(), `SELECT count(*) FROM connections`).Scan(&rows); err != nil || rows != 1 {
 		t.Errorf("%d rows (err %v), want 1", rows, err)
 	}
 }

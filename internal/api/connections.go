@@ -6,32 +6,18 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/model"
-	"github.com/dynconn/dynconn/internal/secret"
 	"github.com/dynconn/dynconn/internal/store"
 )
 
-// apiFunc is an HTTP handler that reports failure by returning an error
-// instead of writing an error response itself.
-type apiFunc func(w http.ResponseWriter, r *http.Request) error
-
-func handle(logger *slog.Logger, fn apiFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := fn(w, r); err != nil {
-			writeProblem(w, r, logger, err)
-		}
-	})
-}
-
 // connectionResponse is the connection resource (contract). It is separate
-// from model.Connection so the sealed secret can never be marshalled.
+// from model.Connection so the sealed secret can never be marshalled. Its
+// times are the store's, which are in UTC.
 type connectionResponse struct {
 	ID           string          `json:"id"`
 	Name         string          `json:"name"`
@@ -61,64 +47,37 @@ func toConnectionResponse(c model.Connection, now time.Time) connectionResponse 
 	}
 	return connectionResponse{
 		ID: c.ID, Name: c.Name, InstanceURL: c.InstanceURL, ClientID: c.ClientID, TenantID: c.TenantID,
-		Cloud: c.Cloud, Status: c.Status, LastTest: last, CreatedAt: c.CreatedAt.UTC(), UpdatedAt: c.UpdatedAt.UTC(),
-		ClientSecret: secretStatus{Set: len(c.Secret.Ciphertext) > 0, UpdatedAt: c.SecretUpdatedAt.UTC(),
-			ExpiresAt: utcPtr(c.SecretExpiresAt), State: c.SecretState(now)},
+		Cloud: c.Cloud, Status: c.Status, LastTest: last, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		ClientSecret: secretStatus{Set: len(c.Secret.Ciphertext) > 0, UpdatedAt: c.SecretUpdatedAt,
+			ExpiresAt: c.SecretExpiresAt, State: c.SecretState(now)},
 	}
-}
-
-func utcPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	u := t.UTC()
-	return &u
-}
-
-type listResponse[T any] struct {
-	Items      []T     `json:"items"`
-	NextCursor *string `json:"next_cursor"`
-}
-
-func newListResponse[T any](items []T, next string) listResponse[T] {
-	if items == nil {
-		items = []T{}
-	}
-	r := listResponse[T]{Items: items}
-	if next != "" {
-		r.NextCursor = &next
-	}
-	return r
-}
-
-// auditOf says who makes a change in this request.
-func auditOf(r *http.Request) store.Audit {
-	return store.Audit{Actor: principalFrom(r.Context()).Subject, RequestID: requestIDFrom(r.Context())}
 }
 
 // writeConnection answers with c and its ETag.
 func writeConnection(w http.ResponseWriter, status int, c model.Connection, now time.Time) error {
-	w.Header().Set("ETag", etag(c))
+	w.Header().Set("ETag", etag(c.Version))
 	return encode(w, status, toConnectionResponse(c, now))
 }
 
-// seal encrypts a client secret for the row (account, id): the associated
-// data binds the ciphertext to that row, so it can't be moved to another.
-func seal(ctx context.Context, keys *crypto.Keyring, account, id string, s secret.String) (model.SealedSecret, error) {
-	env, err := keys.Seal(ctx, []byte(s.Reveal()), crypto.AssociatedData(account, id))
-	if err != nil {
-		return model.SealedSecret{}, fmt.Errorf("seal client secret: %w", err)
+// writeCreated answers a create, fresh or replayed, with the body made of the
+// connection when it was created: a replay answers exactly what the first
+// request got, Location and ETag included, even if the connection has
+// changed since. Both come from what is kept: the id in the body, and the
+// version every new connection has.
+func writeCreated(w http.ResponseWriter, body []byte, replayed bool) error {
+	var created struct {
+		ID string `json:"id"`
 	}
-	return model.SealedSecret(env), nil
-}
-
-// open decrypts a connection's client secret.
-func open(ctx context.Context, keys *crypto.Keyring, c model.Connection) (secret.String, error) {
-	b, err := keys.Open(ctx, crypto.Envelope(c.Secret), crypto.AssociatedData(c.Account, c.ID))
-	if err != nil {
-		return "", fmt.Errorf("open client secret of connection %s: %w", c.ID, err)
+	if err := json.Unmarshal(body, &created); err != nil {
+		return fmt.Errorf("read the id of a created connection: %w", err)
 	}
-	return secret.String(b), nil
+	h := w.Header()
+	h.Set("Location", "/connections/"+created.ID)
+	h.Set("ETag", etag(store.InitialVersion))
+	if replayed {
+		h.Set("Idempotent-Replayed", "true")
+	}
+	return writeBody(w, http.StatusCreated, body)
 }
 
 func handleConnectionCreate(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, opts Options) http.Handler {
@@ -140,65 +99,46 @@ func handleConnectionCreate(logger *slog.Logger, st *store.Store, keys *crypto.K
 		}
 		c := model.Connection{
 			ID: id, Account: account, Name: defaultName(f.Instance.URL), InstanceURL: f.Instance.URL, Cloud: f.Instance.Cloud,
-			ClientID: *f.ClientID, Secret: sealed, SecretExpiresAt: f.SecretExpiresAt, Status: model.StatusUntested,
+			ClientID: *f.ClientID, TenantID: f.tenant(), Secret: sealed, SecretExpiresAt: f.SecretExpiresAt, Status: model.StatusUntested,
 		}
 		if f.Name != nil && *f.Name != "" {
 			c.Name = *f.Name
-		}
-		if f.TenantID != nil && *f.TenantID != "" {
-			c.TenantID = f.TenantID
 		}
 		key, idempotent, err := idempotencyKey(r, o)
 		if err != nil {
 			return err
 		}
+		render := func(c model.Connection) ([]byte, error) { return marshal(toConnectionResponse(c, opts.Now())) }
 		if !idempotent {
 			if c, err = st.CreateConnection(r.Context(), c, auditOf(r)); err != nil {
 				return err
 			}
-			w.Header().Set("Location", "/connections/"+c.ID)
-			return writeConnection(w, http.StatusCreated, c, opts.Now())
+			body, err := render(c)
+			if err != nil {
+				return err
+			}
+			return writeCreated(w, body, false)
 		}
-		resp, replayed, err := st.CreateConnectionOnce(r.Context(), c, auditOf(r), key, func(c model.Connection) (store.StoredResponse, error) {
-			body, err := json.Marshal(toConnectionResponse(c, opts.Now()))
-			return store.StoredResponse{Status: http.StatusCreated, Location: "/connections/" + c.ID, Body: append(body, '\n')}, err
-		})
+		body, replayed, err := st.CreateConnectionOnce(r.Context(), c, auditOf(r), key, render)
 		if err != nil {
 			return err
 		}
-		if replayed {
-			w.Header().Set("Idempotent-Replayed", "true")
-		}
-		w.Header().Set("Location", resp.Location)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(resp.Status)
-		_, err = w.Write(resp.Body)
-		return err
+		return writeCreated(w, body, replayed)
 	})
 }
 
 func handleConnectionGet(logger *slog.Logger, st *store.Store, opts Options) http.Handler {
 	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		c, err := st.Connection(r.Context(), principalFrom(r.Context()).Account, chi.URLParam(r, "id"))
+		id, err := connectionID(r)
+		if err != nil {
+			return err
+		}
+		c, err := st.Connection(r.Context(), principalFrom(r.Context()).Account, id)
 		if err != nil {
 			return err
 		}
 		return writeConnection(w, http.StatusOK, c, opts.Now())
 	})
-}
-
-// parsePage reads limit and cursor; limit is 1–200, default 50.
-func parsePage(r *http.Request) (store.Page, error) {
-	q := r.URL.Query()
-	p := store.Page{Limit: 50, Cursor: q.Get("cursor")}
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 200 {
-			return p, &validationError{fields: []fieldError{{Field: "limit", Code: "out_of_range", Message: "limit must be a whole number from 1 to 200."}}}
-		}
-		p.Limit = n
-	}
-	return p, nil
 }
 
 func handleConnectionList(logger *slog.Logger, st *store.Store, opts Options) http.Handler {
@@ -239,9 +179,13 @@ func handleConnectionUpdate(logger *slog.Logger, st *store.Store, keys *crypto.K
 		if err := o.finish(); err != nil {
 			return err
 		}
-		account := principalFrom(r.Context()).Account
+		// After the body, so that an invalid body is a 422 whatever the id.
+		id, err := connectionID(r)
+		if err != nil {
+			return err
+		}
 		check := ifMatch(r)
-		c, err := st.UpdateConnection(r.Context(), account, chi.URLParam(r, "id"), auditOf(r), func(c *model.Connection) error {
+		c, err := st.UpdateConnection(r.Context(), principalFrom(r.Context()).Account, id, auditOf(r), func(c *model.Connection) error {
 			if err := check(*c); err != nil {
 				return err
 			}
@@ -257,30 +201,21 @@ func handleConnectionUpdate(logger *slog.Logger, st *store.Store, keys *crypto.K
 // applyUpdate changes c as the request asks. When any credential changes the
 // last test no longer describes the connection, so it becomes untested.
 func applyUpdate(ctx context.Context, keys *crypto.Keyring, c *model.Connection, f connectionFields, now time.Time) error {
-	credentialsChanged := false
+	tested := credentialsOf(*c, "")
 	if f.Name != nil {
 		c.Name = *f.Name
 		if c.Name == "" {
 			c.Name = defaultName(c.InstanceURL)
 		}
 	}
-	if f.Instance != nil && f.Instance.URL != c.InstanceURL {
+	if f.Instance != nil {
 		c.InstanceURL, c.Cloud = f.Instance.URL, f.Instance.Cloud
-		credentialsChanged = true
 	}
-	if f.ClientID != nil && *f.ClientID != c.ClientID {
+	if f.ClientID != nil {
 		c.ClientID = *f.ClientID
-		credentialsChanged = true
 	}
 	if f.TenantID != nil {
-		var next *string
-		if *f.TenantID != "" {
-			next = f.TenantID
-		}
-		if !equalPtr(next, c.TenantID) {
-			c.TenantID = next
-			credentialsChanged = true
-		}
+		c.TenantID = f.tenant()
 	}
 	if f.ClientSecret != nil {
 		sealed, err := seal(ctx, keys, c.Account, c.ID, *f.ClientSecret)
@@ -290,7 +225,6 @@ func applyUpdate(ctx context.Context, keys *crypto.Keyring, c *model.Connection,
 		c.Secret = sealed
 		c.SecretUpdatedAt = now
 		c.SecretExpiresAt = nil // a new secret has its own expiry
-		credentialsChanged = true
 	}
 	if f.SecretExpiresAt != nil {
 		c.SecretExpiresAt = f.SecretExpiresAt
@@ -298,56 +232,23 @@ func applyUpdate(ctx context.Context, keys *crypto.Keyring, c *model.Connection,
 	if f.ClearSecretExpiry {
 		c.SecretExpiresAt = nil
 	}
-	if credentialsChanged {
+	if f.ClientSecret != nil || credentialsOf(*c, "") != tested {
 		c.Status = model.StatusUntested
 		c.LastTest = nil
 	}
 	return nil
 }
 
-func equalPtr(a, b *string) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
-}
-
 func handleConnectionDelete(logger *slog.Logger, st *store.Store) http.Handler {
 	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		if err := st.DeleteConnection(r.Context(), principalFrom(r.Context()).Account, chi.URLParam(r, "id"), auditOf(r), ifMatch(r)); err != nil {
+		id, err := connectionID(r)
+		if err != nil {
+			return err
+		}
+		if err := st.DeleteConnection(r.Context(), principalFrom(r.Context()).Account, id, auditOf(r), ifMatch(r)); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
-	})
-}
-
-// eventResponse is one audit event (contract).
-type eventResponse struct {
-	ID           string          `json:"id"`
-	ConnectionID string          `json:"connection_id"`
-	Actor        string          `json:"actor"`
-	Action       string          `json:"action"`
-	RequestID    string          `json:"request_id"`
-	CreatedAt    time.Time       `json:"created_at"`
-	Details      json.RawMessage `json:"details"`
-}
-
-func handleConnectionEvents(logger *slog.Logger, st *store.Store) http.Handler {
-	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		p, err := parsePage(r)
-		if err != nil {
-			return err
-		}
-		events, next, err := st.Events(r.Context(), principalFrom(r.Context()).Account, chi.URLParam(r, "id"), p)
-		if err != nil {
-			return err
-		}
-		items := make([]eventResponse, len(events))
-		for i, e := range events {
-			items[i] = eventResponse{ID: strconv.FormatInt(e.ID, 10), ConnectionID: e.ConnectionID, Actor: e.Actor,
-				Action: e.Action, RequestID: e.RequestID, CreatedAt: e.CreatedAt, Details: e.Details}
-		}
-		return encode(w, http.StatusOK, newListResponse(items, next))
 	})
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 	"gopkg.in/yaml.v3"
 
 	"github.com/dynconn/dynconn"
@@ -145,7 +147,7 @@ func TestConnectionLifecycle(t *testing.T) {
 	if u["name"] != "Prod EU" || us["expires_at"] != "2099-01-01T00:00:00Z" || us["updated_at"] == secret["updated_at"] {
 		t.Errorf("after patch: %v", u)
 	}
-	c, err := e.st.Connection(context.Background(), "acct-a", id)
+	c, err := e.st.Connection(context.Background(), "acct-a", uuid.MustParse(id))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +192,14 @@ func TestErrorStatuses(t *testing.T) {
 		{"duplicate", "POST", "/connections", "acct-a", with(validCreate(), "instance_url", "CONTOSO.crm.dynamics.com/main.aspx"), nil, 409, typeConflict},
 		{"unknown id", "GET", "/connections/7d3f1b1e-8a0a-4f43-9c55-2b1f0e4c3a11", "acct-a", nil, nil, 404, typeNotFound},
 		{"id not a uuid", "GET", "/connections/nope", "acct-a", nil, nil, 404, typeNotFound},
+		{"sql in id", "GET", "/connections/'%20OR%20'1'='1", "acct-a", nil, nil, 404, typeNotFound},
+		{"patch id not a uuid", "PATCH", "/connections/nope", "acct-a", map[string]any{"name": "x"}, nil, 404, typeNotFound},
+		{"patch id not a uuid, invalid body", "PATCH", "/connections/nope", "acct-a", `{"clientSecret":"x"}`, nil, 422, typeValidation},
+		{"delete id not a uuid", "DELETE", "/connections/nope", "acct-a", nil, nil, 404, typeNotFound},
+		{"test id not a uuid", "POST", "/connections/nope/test", "acct-a", nil, nil, 404, typeNotFound},
+		{"tests of id not a uuid", "GET", "/connections/nope/tests", "acct-a", nil, nil, 404, typeNotFound},
+		{"events of id not a uuid", "GET", "/connections/nope/events", "acct-a", nil, nil, 404, typeNotFound},
+		{"credentials test of connection_id not a uuid", "POST", "/connection-tests", "acct-a", map[string]any{"connection_id": "nope"}, nil, 404, typeNotFound},
 		{"limit out of range", "GET", "/connections?limit=500", "acct-a", nil, nil, 422, typeValidation},
 		{"bad cursor", "GET", "/connections?cursor=zzz", "acct-a", nil, nil, 400, typeInvalidCursor},
 		{"patch unknown field", "PATCH", "/connections/" + id, "acct-a", `{"clientSecret":"x"}`, nil, 422, typeValidation},
@@ -214,6 +224,23 @@ func TestErrorStatuses(t *testing.T) {
 	}
 	if n := len(e.do("GET", "/connections", "acct-a", nil).json(t)["items"].([]any)); n != 1 {
 		t.Errorf("refused requests changed the store: %d connections", n)
+	}
+}
+
+// TestPathIDForms: an id names its connection in any form a uuid takes
+// (upper case, braces), and every response names it in canonical form.
+func TestPathIDForms(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.do("POST", "/connections", "acct-a", validCreate()).json(t)["id"].(string)
+	for _, form := range []string{strings.ToUpper(id), "{" + id + "}"} {
+		res := e.do("GET", "/connections/"+url.PathEscape(form), "acct-a", nil)
+		if res.status != http.StatusOK || res.json(t)["id"] != id {
+			t.Errorf("GET /connections/%s: %d %s", form, res.status, res.body)
+		}
+	}
+	if res := e.do("GET", "/connections/"+strings.ToUpper(id)+"/events", "acct-a", nil); res.status != http.StatusOK {
+		t.Errorf("events by upper-case id: %d %s", res.status, res.body)
 	}
 }
 
@@ -280,13 +307,13 @@ func TestSwappedCiphertextFailsToOpen(t *testing.T) {
 	a := e.do("POST", "/connections", "acct-a", validCreate()).json(t)["id"].(string)
 	b := e.do("POST", "/connections", "acct-a", with(validCreate(), "client_id", "33333333-2222-2222-2222-222222222222")).json(t)["id"].(string)
 	ctx := context.Background()
-	_, err := e.st.Pool().Exec(ctx, `UPDATE connections SET secret_ciphertext = CASE id WHEN $1 THEN (SELECT secret_ciphertext FROM connections WHERE id = $2) ELSE (SELECT secret_ciphertext FROM connections WHERE id = $1) END,
+	_, err := e.pool.Exec(ctx, `UPDATE connections SET secret_ciphertext = CASE id WHEN $1 THEN (SELECT secret_ciphertext FROM connections WHERE id = $2) ELSE (SELECT secret_ciphertext FROM connections WHERE id = $1) END,
 		secret_wrapped_dek = CASE id WHEN $1 THEN (SELECT secret_wrapped_dek FROM connections WHERE id = $2) ELSE (SELECT secret_wrapped_dek FROM connections WHERE id = $1) END WHERE id IN ($1, $2)`, a, b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range []string{a, b} {
-		c, err := e.st.Connection(ctx, "acct-a", id)
+		c, err := e.st.Connection(ctx, "acct-a", uuid.MustParse(id))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,7 +339,7 @@ func TestReadiness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e2 := newEnvWith(t, e.st, other)
+	e2 := newEnvWith(t, e.pool, other)
 	res := e2.do("GET", "/readyz", "", nil)
 	if res.status != http.StatusServiceUnavailable {
 		t.Fatalf("readyz without k1 = %d, want 503", res.status)

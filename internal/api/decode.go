@@ -9,8 +9,16 @@ import (
 	"mime"
 	"net/http"
 	"sort"
+	"strconv"
 	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/dynconn/dynconn/internal/store"
 )
+
+// Reading requests: JSON bodies one field at a time, path ids and paging.
 
 // maxBodyBytes bounds every request body (contract: 413 above 64 KiB).
 const maxBodyBytes = 64 << 10
@@ -157,15 +165,32 @@ func suggest(field string) string {
 	return ""
 }
 
-// encode writes v as JSON with the given status. It marshals before writing
-// headers so an encoding failure can still become a clean 500.
-func encode(w http.ResponseWriter, status int, v any) error {
-	body, err := json.Marshal(v)
+// connectionID parses the {id} of a connection's path: once, here, so that
+// everything below gets a uuid.
+func connectionID(r *http.Request) (uuid.UUID, error) {
+	return parseConnectionID(chi.URLParam(r, "id"))
+}
+
+// parseConnectionID parses a connection id. Anything that is not a uuid
+// cannot name a connection, so it is answered as an unknown id is: 404.
+func parseConnectionID(s string) (uuid.UUID, error) {
+	id, err := uuid.Parse(s)
 	if err != nil {
-		return fmt.Errorf("encode response: %w", err)
+		return uuid.UUID{}, store.ErrNotFound
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, err = w.Write(append(body, '\n'))
-	return err
+	return id, nil
+}
+
+// parsePage reads limit and cursor; limit is 1–200, default 50.
+func parsePage(r *http.Request) (store.Page, error) {
+	q := r.URL.Query()
+	p := store.Page{Limit: store.DefaultLimit, Cursor: q.Get("cursor")}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > store.MaxLimit {
+			return p, &validationError{fields: []fieldError{{Field: "limit", Code: "out_of_range", Message: "limit must be a whole number from 1 to 200."}}}
+		}
+		p.Limit = n
+	}
+	return p, nil
 }

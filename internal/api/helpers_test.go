@@ -17,6 +17,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/auth"
@@ -65,9 +66,11 @@ func (b *syncBuffer) String() string {
 
 // testEnv is a real API server on a fresh database.
 type testEnv struct {
-	t    testing.TB
-	srv  *httptest.Server
-	st   *store.Store
+	t   testing.TB
+	srv *httptest.Server
+	st  *store.Store
+	// pool is st's, for tests that read or break the database with SQL.
+	pool *pgxpool.Pool
 	keys *crypto.Keyring
 	logs *syncBuffer
 	// sim stands in for Microsoft; connections whose instance_url is
@@ -83,11 +86,13 @@ func newEnv(t testing.TB, opts ...func(*Options)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newEnvWith(t, storetest.New(t), keys, opts...)
+	return newEnvWith(t, storetest.NewPool(t), keys, opts...)
 }
 
-func newEnvWith(t testing.TB, st *store.Store, keys *crypto.Keyring, opts ...func(*Options)) *testEnv {
+// newEnvWith is a server on the database of pool, with keys.
+func newEnvWith(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, opts ...func(*Options)) *testEnv {
 	t.Helper()
+	st := store.New(pool)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	v, err := auth.NewVerifier(context.Background(), auth.Config{HS256Secret: hsSecret, AccountClaim: "account_id"})
@@ -104,7 +109,7 @@ func newEnvWith(t testing.TB, st *store.Store, keys *crypto.Keyring, opts ...fun
 	t.Cleanup(dyn.CloseIdleConnections)
 	srv := httptest.NewServer(NewServer(logger, st, keys, v, dyn, o))
 	t.Cleanup(srv.Close)
-	return &testEnv{t: t, srv: srv, st: st, keys: keys, logs: logs, sim: sim, responses: &syncBuffer{}}
+	return &testEnv{t: t, srv: srv, st: st, pool: pool, keys: keys, logs: logs, sim: sim, responses: &syncBuffer{}}
 }
 
 // mustKey returns a keyring entry "id:base64" with a fresh key.

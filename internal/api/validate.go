@@ -32,6 +32,15 @@ type connectionFields struct {
 	ClearSecretExpiry bool
 }
 
+// tenant returns the tenant id to store: nil when the request leaves it out
+// or clears it (null or ""), and then a test discovers the tenant.
+func (f connectionFields) tenant() *string {
+	if f.TenantID == nil || *f.TenantID == "" {
+		return nil
+	}
+	return f.TenantID
+}
+
 // parseConnectionFields reads every connection field present in o, recording
 // one error per invalid field. now is used to refuse an expiry in the past.
 func parseConnectionFields(o *object, allowLoopback bool, now time.Time) connectionFields {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/rotation"
@@ -66,10 +67,11 @@ var resetTable = []string{
 // is reset (resetTable) and a checkpoint is taken, so all start from the
 // same physical state.
 func BenchmarkRotate(b *testing.B) {
-	st := storetest.New(b)
+	pool := storetest.NewPool(b)
+	st := store.New(pool)
 	ctx := context.Background()
 	k := newKeys()
-	rotationtest.Seed(b, st, k.oldOnly(b), benchRows)
+	rotationtest.Seed(b, pool, k.oldOnly(b), benchRows)
 	rings := []*crypto.Keyring{k.both(b), rotationtest.Keyring(b, k.old+","+k.new, "old")}
 	turn := 0 // the index of the next ring to rotate to
 
@@ -84,7 +86,7 @@ func BenchmarkRotate(b *testing.B) {
 	reset := func(b *testing.B) {
 		b.Helper()
 		for _, q := range resetTable {
-			if _, err := st.Pool().Exec(ctx, q); err != nil {
+			if _, err := pool.Exec(ctx, q); err != nil {
 				b.Fatalf("%s: %v", q, err)
 			}
 		}
@@ -109,10 +111,10 @@ func BenchmarkRotate(b *testing.B) {
 			var bytes, same, rotate time.Duration
 			n := 0
 			for b.Loop() {
-				bytes += timed(b, func() { updateAll(ctx, b, st, bytesOnly) })
-				same += timed(b, func() { updateAll(ctx, b, st, sameColumns) })
+				bytes += timed(b, func() { updateAll(ctx, b, pool, bytesOnly) })
+				same += timed(b, func() { updateAll(ctx, b, pool, sameColumns) })
 				b.StopTimer()
-				if _, err := st.Pool().Exec(ctx, undoKEKIDs); err != nil {
+				if _, err := pool.Exec(ctx, undoKEKIDs); err != nil {
 					b.Fatal(err)
 				}
 				b.StartTimer()
@@ -137,13 +139,13 @@ func BenchmarkRotate(b *testing.B) {
 }
 
 // updateAll runs a baseline query over every row, batch after batch.
-func updateAll(ctx context.Context, b *testing.B, st *store.Store, query string) {
+func updateAll(ctx context.Context, b *testing.B, pool *pgxpool.Pool, query string) {
 	b.Helper()
 	after, done := "00000000-0000-0000-0000-000000000000", 0
 	for {
 		var count int
 		var last string
-		if err := st.Pool().QueryRow(ctx, query, after, rotation.DefaultBatchSize).Scan(&count, &last); err != nil {
+		if err := pool.QueryRow(ctx, query, after, rotation.DefaultBatchSize).Scan(&count, &last); err != nil {
 			b.Fatal(err)
 		}
 		if count == 0 {

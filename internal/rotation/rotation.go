@@ -12,8 +12,8 @@
 // Rotate runs.
 //
 // ReadStatus counts the rows under each KEK and says which KEKs are missing
-// from the keyring (the same rule as the API's /readyz) and which can be
-// retired.
+// from the keyring (store.MissingKEKs, the rule of the API's /readyz) and
+// which can be retired.
 package rotation
 
 import (
@@ -160,7 +160,11 @@ func Rotate(ctx context.Context, st *store.Store, keys *crypto.Keyring, o Option
 			res.ToRewrap += n
 		}
 	}
-	if missing := missingKeys(before, keys); len(missing) > 0 {
+	missing, err := st.MissingKEKs(ctx, keys.Has)
+	if err != nil {
+		return res, err
+	}
+	if len(missing) > 0 {
 		return res, fmt.Errorf("stored secrets use keys that are not loaded: %s: add them to %s (or %s) beside the active key, then run again",
 			describe(missing, before), crypto.EnvKeys, crypto.EnvKeysFile)
 	}
@@ -296,21 +300,6 @@ func rewrapper(keys *crypto.Keyring, mu *sync.Mutex, failed map[string]error) st
 		}
 		return model.SealedSecret(env), nil
 	}
-}
-
-// missingKeys returns, sorted, the KEK ids that counts has rows under and
-// keys lacks. It applies the API readiness check's rule (a key is missing
-// when some stored secret uses it and the keyring lacks it), so the two always
-// name the same keys.
-func missingKeys(counts map[string]int64, keys *crypto.Keyring) []string {
-	var missing []string
-	for id, n := range counts {
-		if n > 0 && !keys.Has(id) {
-			missing = append(missing, id)
-		}
-	}
-	slices.Sort(missing)
-	return missing
 }
 
 // oldKeys returns, sorted, the KEK ids other than active that counts has rows under.

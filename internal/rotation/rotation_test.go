@@ -88,9 +88,10 @@ func rotate(t *testing.T, st *store.Store, ring *crypto.Keyring, o rotation.Opti
 
 func TestRotateRewrapsEveryRowAndKeepsTheSecrets(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t)
+	pool := storetest.NewPool(t)
+	st := store.New(pool)
 	k := newKeys()
-	want := rotationtest.Seed(t, st, k.oldOnly(t), 1234)
+	want := rotationtest.Seed(t, pool, k.oldOnly(t), 1234)
 
 	var progress bytes.Buffer
 	res := rotate(t, st, k.both(t), rotation.Options{BatchSize: 100, Progress: &progress})
@@ -106,7 +107,7 @@ func TestRotateRewrapsEveryRowAndKeepsTheSecrets(t *testing.T) {
 	if !strings.HasPrefix(progress.String(), "rewrapped 100/1234 rows (8%)") {
 		t.Errorf("progress does not start with the first batch:\n%s", progress.String())
 	}
-	rotationtest.Check(t, st, k.newOnly(t), want)
+	rotationtest.Check(t, pool, k.newOnly(t), want)
 	// The old key's id is forgotten, so readiness no longer looks for it.
 	if ids, err := st.KEKIDsInUse(context.Background()); err != nil || !slices.Equal(ids, []string{"new"}) {
 		t.Errorf("key ids in use after rotation = %v, %v; want [new]", ids, err)
@@ -129,15 +130,16 @@ func TestRotateRewrapsEveryRowAndKeepsTheSecrets(t *testing.T) {
 
 func TestRotateDryRunChangesNothing(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t)
+	pool := storetest.NewPool(t)
+	st := store.New(pool)
 	k := newKeys()
-	want := rotationtest.Seed(t, st, k.oldOnly(t), 30)
+	want := rotationtest.Seed(t, pool, k.oldOnly(t), 30)
 
 	res := rotate(t, st, k.both(t), rotation.Options{DryRun: true})
 	if !res.DryRun || res.ToRewrap != 30 || res.Rewrapped != 0 || res.Remaining() != -1 {
 		t.Errorf("result %+v", res)
 	}
-	if counts := rotationtest.Check(t, st, k.oldOnly(t), want); !cmp.Equal(counts, map[string]int64{"old": 30}) {
+	if counts := rotationtest.Check(t, pool, k.oldOnly(t), want); !cmp.Equal(counts, map[string]int64{"old": 30}) {
 		t.Errorf("rows per key after a dry run: %v", counts)
 	}
 	var summary bytes.Buffer
@@ -149,11 +151,12 @@ func TestRotateDryRunChangesNothing(t *testing.T) {
 
 func TestRotateRefusesWhenAKeyInUseIsMissing(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t)
+	pool := storetest.NewPool(t)
+	st := store.New(pool)
 	k := newKeys()
 	gone := rotationtest.Key("gone")
-	rotationtest.Seed(t, st, k.oldOnly(t), 5)
-	rotationtest.Seed(t, st, rotationtest.Keyring(t, gone, "gone"), 2)
+	rotationtest.Seed(t, pool, k.oldOnly(t), 5)
+	rotationtest.Seed(t, pool, rotationtest.Keyring(t, gone, "gone"), 2)
 
 	for _, dry := range []bool{false, true} {
 		_, err := rotation.Rotate(context.Background(), st, k.both(t), rotation.Options{DryRun: dry})
@@ -172,11 +175,12 @@ func TestRotateRefusesWhenAKeyInUseIsMissing(t *testing.T) {
 
 func TestRotateSkipsADamagedRowAndReportsIt(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t)
+	pool := storetest.NewPool(t)
+	st := store.New(pool)
 	k := newKeys()
-	want := rotationtest.Seed(t, st, k.oldOnly(t), 50)
+	want := rotationtest.Seed(t, pool, k.oldOnly(t), 50)
 	damaged := slices.Sorted(maps.Keys(want))[7]
-	if _, err := st.Pool().Exec(context.Background(),
+	if _, err := pool.Exec(context.Background(),
 		`UPDATE connections SET secret_wrapped_dek = set_byte(secret_wrapped_dek, 20, get_byte(secret_wrapped_dek, 20) # 1) WHERE id = $1`,
 		damaged); err != nil {
 		t.Fatal(err)
@@ -190,17 +194,18 @@ func TestRotateSkipsADamagedRowAndReportsIt(t *testing.T) {
 		t.Errorf("result %+v: want 49 rewrapped and %s failed", res, damaged)
 	}
 	delete(want, damaged)
-	if _, err := st.Pool().Exec(context.Background(), `DELETE FROM connections WHERE id = $1`, damaged); err != nil {
+	if _, err := pool.Exec(context.Background(), `DELETE FROM connections WHERE id = $1`, damaged); err != nil {
 		t.Fatal(err)
 	}
-	rotationtest.Check(t, st, k.newOnly(t), want)
+	rotationtest.Check(t, pool, k.newOnly(t), want)
 }
 
 func TestRotateStopsBetweenBatchesWhenCancelled(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t)
+	pool := storetest.NewPool(t)
+	st := store.New(pool)
 	k := newKeys()
-	want := rotationtest.Seed(t, st, k.oldOnly(t), 500)
+	want := rotationtest.Seed(t, pool, k.oldOnly(t), 500)
 	const batch = 40
 	at := rand.Int64N(480) + 1 // cancel while this row's batch is open
 	ctx, cancel := context.WithCancel(context.Background())
@@ -215,13 +220,13 @@ func TestRotateStopsBetweenBatchesWhenCancelled(t *testing.T) {
 	if wantDone := (at + batch - 1) / batch * batch; res.Rewrapped != wantDone {
 		t.Errorf("cancelled at row %d: rewrapped %d, want %d", at, res.Rewrapped, wantDone)
 	}
-	rotationtest.Check(t, st, k.both(t), want)
+	rotationtest.Check(t, pool, k.both(t), want)
 
 	res = rotate(t, st, k.both(t), rotation.Options{BatchSize: batch})
 	if res.Rewrapped+(at+batch-1)/batch*batch != 500 {
 		t.Errorf("the second run rewrapped %d", res.Rewrapped)
 	}
-	rotationtest.Check(t, st, k.newOnly(t), want)
+	rotationtest.Check(t, pool, k.newOnly(t), want)
 }
 
 // Environment of the child process of TestRotateSurvivesSIGKILL.
@@ -250,7 +255,7 @@ func TestRotateSurvivesSIGKILL(t *testing.T) {
 	st := store.New(pool)
 	k := newKeys()
 	const total, batch = 3000, 100
-	want := rotationtest.Seed(t, st, k.oldOnly(t), total)
+	want := rotationtest.Seed(t, pool, k.oldOnly(t), total)
 
 	var done int64
 	for kill := range 3 {
@@ -288,7 +293,7 @@ func TestRotateSurvivesSIGKILL(t *testing.T) {
 		// Only the batches committed before the kill count; the open one
 		// rolled back.
 		done += (at - 1) / batch * batch
-		counts := rotationtest.Check(t, st, k.both(t), want)
+		counts := rotationtest.Check(t, pool, k.both(t), want)
 		if counts["new"] != done || counts["old"] != total-done {
 			t.Fatalf("kill %d at row %d: rows per key %v, want new: %d", kill, at, counts, done)
 		}
@@ -299,7 +304,7 @@ func TestRotateSurvivesSIGKILL(t *testing.T) {
 	if res.Rewrapped != total-done || res.Remaining() != 0 {
 		t.Errorf("final run: %+v, want %d rewrapped", res, total-done)
 	}
-	rotationtest.Check(t, st, k.newOnly(t), want)
+	rotationtest.Check(t, pool, k.newOnly(t), want)
 }
 
 // rotateInChild is the child of TestRotateSurvivesSIGKILL: it rotates with
@@ -378,7 +383,7 @@ func (w *writer) step(ctx context.Context, t *testing.T) {
 		id := w.ids[w.rng.IntN(len(w.ids))]
 		s := w.want[id]
 		s.Plaintext = "Q~replaced-" + uuid.NewString()
-		_, err := w.st.UpdateConnection(ctx, s.Account, id, audit, func(c *model.Connection) error {
+		_, err := w.st.UpdateConnection(ctx, s.Account, uuid.MustParse(id), audit, func(c *model.Connection) error {
 			c.Secret = rotationtest.Seal(t, w.ring, c.Account, c.ID, s.Plaintext)
 			return nil
 		})
@@ -389,7 +394,7 @@ func (w *writer) step(ctx context.Context, t *testing.T) {
 		w.want[id] = s
 	default:
 		id := w.ids[w.rng.IntN(len(w.ids))]
-		_, err := w.st.UpdateConnection(ctx, w.want[id].Account, id, audit, func(c *model.Connection) error {
+		_, err := w.st.UpdateConnection(ctx, w.want[id].Account, uuid.MustParse(id), audit, func(c *model.Connection) error {
 			c.Name = "renamed " + strconv.Itoa(w.rng.Int())
 			return nil
 		})
@@ -406,9 +411,10 @@ func (w *writer) step(ctx context.Context, t *testing.T) {
 // the old key.
 func TestRotateWithConcurrentWrites(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t)
+	pool := storetest.NewPool(t)
+	st := store.New(pool)
 	k := newKeys()
-	seeded := rotationtest.Seed(t, st, k.oldOnly(t), 2000)
+	seeded := rotationtest.Seed(t, pool, k.oldOnly(t), 2000)
 	ids := slices.Sorted(maps.Keys(seeded))
 	ctx := context.Background()
 
@@ -468,20 +474,21 @@ func TestRotateWithConcurrentWrites(t *testing.T) {
 	}
 	t.Logf("rewrapped %d of %d while %d changes were made; %d connections after the writes",
 		res.Rewrapped, res.ToRewrap, during.Load(), len(want))
-	rotationtest.Check(t, st, k.both(t), want)
+	rotationtest.Check(t, pool, k.both(t), want)
 
 	rotate(t, st, k.both(t), rotation.Options{})
-	rotationtest.Check(t, st, k.newOnly(t), want)
+	rotationtest.Check(t, pool, k.newOnly(t), want)
 }
 
 // TestConcurrentRotations runs two rotations at once: both succeed, each
 // row is rewrapped by exactly one of them, and every secret opens.
 func TestConcurrentRotations(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t)
+	pool := storetest.NewPool(t)
+	st := store.New(pool)
 	k := newKeys()
 	const total = 3000
-	want := rotationtest.Seed(t, st, k.oldOnly(t), total)
+	want := rotationtest.Seed(t, pool, k.oldOnly(t), total)
 
 	start := make(chan struct{})
 	results := make([]rotation.Result, 2)
@@ -508,5 +515,5 @@ func TestConcurrentRotations(t *testing.T) {
 			results[0].Rewrapped, results[1].Rewrapped, n, total)
 	}
 	t.Logf("the two rotations rewrapped %d and %d rows", results[0].Rewrapped, results[1].Rewrapped)
-	rotationtest.Check(t, st, k.newOnly(t), want)
+	rotationtest.Check(t, pool, k.newOnly(t), want)
 }

@@ -22,11 +22,11 @@ type Key struct {
 	Loaded bool
 	// Active reports whether it wraps new data keys.
 	Active bool
+	// Missing reports whether stored secrets need the key and the keyring
+	// lacks it (store.MissingKEKs): those secrets cannot be opened, and
+	// /readyz fails.
+	Missing bool
 }
-
-// Missing reports whether stored secrets need the key and the keyring lacks
-// it: those secrets cannot be opened, and /readyz fails.
-func (k Key) Missing() bool { return k.Rows > 0 && !k.Loaded }
 
 // Retirable reports whether the key can be removed from the keyring: it is
 // loaded, not active, and no stored secret needs it.
@@ -48,13 +48,18 @@ func ReadStatus(ctx context.Context, st *store.Store, keys *crypto.Keyring) (Sta
 	if err != nil {
 		return Status{}, err
 	}
+	missing, err := st.MissingKEKs(ctx, keys.Has)
+	if err != nil {
+		return Status{}, err
+	}
 	ids := maps.Clone(counts)
 	for _, id := range keys.IDs() {
 		ids[id] += 0
 	}
 	s := Status{ActiveKEKID: keys.ActiveID()}
 	for _, id := range slices.Sorted(maps.Keys(ids)) {
-		s.Keys = append(s.Keys, Key{ID: id, Rows: counts[id], Loaded: keys.Has(id), Active: id == s.ActiveKEKID})
+		s.Keys = append(s.Keys, Key{ID: id, Rows: counts[id], Loaded: keys.Has(id), Active: id == s.ActiveKEKID,
+			Missing: slices.Contains(missing, id)})
 	}
 	return s, nil
 }
@@ -64,7 +69,7 @@ func ReadStatus(ctx context.Context, st *store.Store, keys *crypto.Keyring) (Sta
 func (s Status) Missing() []string {
 	var ids []string
 	for _, k := range s.Keys {
-		if k.Missing() {
+		if k.Missing {
 			ids = append(ids, k.ID)
 		}
 	}
@@ -107,7 +112,7 @@ func (s Status) Write(w io.Writer) {
 		switch {
 		case k.Active:
 			state = "active"
-		case k.Missing():
+		case k.Missing:
 			state = "MISSING: add it to " + crypto.EnvKeys
 		case k.Retirable():
 			state = "retirable: no rows need it"

@@ -12,16 +12,18 @@ import (
 
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/rotation/rotationtest"
+	"github.com/dynconn/dynconn/internal/store"
 	"github.com/dynconn/dynconn/internal/store/storetest"
 )
 
 func TestReadStatus(t *testing.T) {
 	t.Parallel()
-	st := storetest.New(t)
+	pool := storetest.NewPool(t)
+	st := store.New(pool)
 	ctx := context.Background()
 	a, b, c := rotationtest.Key("a"), rotationtest.Key("b"), rotationtest.Key("c")
-	rotationtest.Seed(t, st, rotationtest.Keyring(t, a, "a"), 3)
-	rotationtest.Seed(t, st, rotationtest.Keyring(t, b, "b"), 2)
+	rotationtest.Seed(t, pool, rotationtest.Keyring(t, a, "a"), 3)
+	rotationtest.Seed(t, pool, rotationtest.Keyring(t, b, "b"), 2)
 
 	read := func(keys *crypto.Keyring) Status {
 		t.Helper()
@@ -31,7 +33,7 @@ func TestReadStatus(t *testing.T) {
 		}
 		return s
 	}
-	// readinessMissing is /readyz's rule (internal/api/health.go).
+	// readinessMissing is what /readyz names (internal/api/health.go).
 	readinessMissing := func(keys *crypto.Keyring) []string {
 		t.Helper()
 		missing, err := st.MissingKEKs(ctx, keys.Has)
@@ -45,7 +47,7 @@ func TestReadStatus(t *testing.T) {
 		keys := rotationtest.Keyring(t, b+","+c, "c")
 		s := read(keys)
 		want := Status{ActiveKEKID: "c", Keys: []Key{
-			{ID: "a", Rows: 3},
+			{ID: "a", Rows: 3, Missing: true},
 			{ID: "b", Rows: 2, Loaded: true},
 			{ID: "c", Loaded: true, Active: true},
 		}}

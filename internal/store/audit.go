@@ -2,12 +2,11 @@ package store
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -68,17 +67,13 @@ LIMIT $4`
 // The events of a deleted connection stay readable. It returns ErrNotFound
 // when the account has no events for that id (every connection has at least
 // its connection.created event), and ErrInvalidCursor for a bad cursor.
-func (s *Store) Events(ctx context.Context, account, connectionID string, p Page) ([]Event, string, error) {
-	id, ok := canonicalID(connectionID)
-	if !ok {
-		return nil, "", ErrNotFound
-	}
+func (s *Store) Events(ctx context.Context, account string, connectionID uuid.UUID, p Page) ([]Event, string, error) {
 	before, err := decodeIDCursor(p.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
 	limit := p.limit()
-	rows, _ := s.pool.Query(ctx, listEvents, account, id, before, limit+1)
+	rows, _ := s.pool.Query(ctx, listEvents, account, connectionID, before, limit+1)
 	events, err := pgx.CollectRows(rows, pgx.RowToStructByName[Event])
 	if err != nil {
 		return nil, "", fmt.Errorf("list audit events: %w", err)
@@ -86,35 +81,9 @@ func (s *Store) Events(ctx context.Context, account, connectionID string, p Page
 	if len(events) == 0 && before == 0 {
 		return nil, "", ErrNotFound
 	}
-	var next string
-	if len(events) > limit {
-		events = events[:limit]
-		next = encodeIDCursor(events[limit-1].ID)
-	}
+	events, next := cut(events, limit, func(e Event) string { return encodeIDCursor(e.ID) })
 	for i := range events {
 		events[i].CreatedAt = events[i].CreatedAt.UTC()
 	}
 	return events, next, nil
-}
-
-// encodeIDCursor makes the opaque cursor of lists ordered by a descending
-// identity column: the next page holds the ids below it.
-func encodeIDCursor(id int64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte("id:" + strconv.FormatInt(id, 10)))
-}
-
-// decodeIDCursor reverses encodeIDCursor; "" is 0, the first page.
-func decodeIDCursor(cursor string) (int64, error) {
-	if cursor == "" {
-		return 0, nil
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(cursor)
-	if err != nil || len(raw) < 4 || string(raw[:3]) != "id:" {
-		return 0, ErrInvalidCursor
-	}
-	id, err := strconv.ParseInt(string(raw[3:]), 10, 64)
-	if err != nil || id <= 0 {
-		return 0, ErrInvalidCursor
-	}
-	return id, nil
 }

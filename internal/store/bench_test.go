@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store"
 	"github.com/dynconn/dynconn/internal/store/storetest"
@@ -32,7 +34,7 @@ func BenchmarkConnection(b *testing.B) {
 	c := create(b, s, newConnection(account))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.Connection(ctx, account, c.ID); err != nil {
+		if _, err := s.Connection(ctx, account, uuid.MustParse(c.ID)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -45,7 +47,7 @@ func BenchmarkUpdateConnection(b *testing.B) {
 	rename := func(c *model.Connection) error { c.Name = "renamed"; return nil }
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.UpdateConnection(ctx, account, c.ID, testAudit, rename); err != nil {
+		if _, err := s.UpdateConnection(ctx, account, uuid.MustParse(c.ID), testAudit, rename); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -3,12 +3,9 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -71,6 +68,7 @@ func (r connectionRow) toModel() model.Connection {
 	return c
 }
 
+// utc returns *t in UTC, or nil for nil.
 func utc(t *time.Time) *time.Time {
 	if t == nil {
 		return nil
@@ -88,29 +86,23 @@ func timeOrNow(t time.Time) *time.Time {
 	return &t
 }
 
-// canonicalID returns id as Postgres prints a uuid, and reports whether it is
-// one. Anything else cannot name a row, so callers answer ErrNotFound rather
-// than let Postgres fail on the cast.
-func canonicalID(id string) (string, bool) {
-	u, err := uuid.Parse(id)
-	if err != nil {
-		return "", false
-	}
-	return u.String(), true
-}
+// InitialVersion is the Version of a connection as CreateConnection stores
+// it; every change adds one.
+const InitialVersion = 1
 
 const insertConnection = `
 INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id,
 	secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
-	status, last_test, created_at, updated_at)
+	status, last_test, created_at, updated_at, version)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, now()), $12, $13, $14,
-	COALESCE($15, now()), COALESCE($16, now()))
+	COALESCE($15, now()), COALESCE($16, now()), $17)
 RETURNING ` + connectionColumns
 
 // CreateConnection stores c, and the connection.created event by a, in one
 // transaction, and returns c as stored. The caller sets c.ID (a uuid), since
 // the sealed secret is bound to it. Zero CreatedAt, UpdatedAt and
-// SecretUpdatedAt become the database's now(); an empty Status is untested.
+// SecretUpdatedAt become the database's now(); an empty Status is untested;
+// Version is InitialVersion whatever c says.
 //
 // It returns a *ConflictError (errors.Is ErrConflict) naming the existing
 // connection if the account already has one with c's instance URL and client
@@ -133,7 +125,7 @@ func createConnection(ctx context.Context, tx pgx.Tx, c model.Connection, a Audi
 	rows, _ := tx.Query(ctx, insertConnection,
 		c.ID, c.Account, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID,
 		c.Secret.Ciphertext, c.Secret.WrappedDEK, c.Secret.KEKID, timeOrNow(c.SecretUpdatedAt), c.SecretExpiresAt,
-		string(c.Status), c.LastTest, timeOrNow(c.CreatedAt), timeOrNow(c.UpdatedAt))
+		string(c.Status), c.LastTest, timeOrNow(c.CreatedAt), timeOrNow(c.UpdatedAt), InitialVersion)
 	// A Query error comes back from CollectOneRow, as pgx intends.
 	row, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
 	if err != nil {
@@ -182,18 +174,13 @@ SELECT ` + connectionColumns + ` FROM connections WHERE account = $1 AND id = $2
 const selectConnectionForUpdate = selectConnection + ` FOR UPDATE`
 
 // Connection returns the account's connection with the given id. It returns
-// ErrNotFound if there is none: unknown id, another account's id, or an id
-// that is not a uuid.
-func (s *Store) Connection(ctx context.Context, account, id string) (model.Connection, error) {
-	id, ok := canonicalID(id)
-	if !ok {
-		return model.Connection{}, ErrNotFound
-	}
+// ErrNotFound if there is none: unknown id or another account's id.
+func (s *Store) Connection(ctx context.Context, account string, id uuid.UUID) (model.Connection, error) {
 	return connection(ctx, s.pool, selectConnection, account, id)
 }
 
 // connection runs query (selectConnection or selectConnectionForUpdate) on q.
-func connection(ctx context.Context, q querier, query, account, id string) (model.Connection, error) {
+func connection(ctx context.Context, q querier, query, account string, id uuid.UUID) (model.Connection, error) {
 	rows, _ := q.Query(ctx, query, account, id)
 	row, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
 	if err = translate(err); errors.Is(err, ErrNotFound) {
@@ -203,149 +190,6 @@ func connection(ctx context.Context, q querier, query, account, id string) (mode
 		return model.Connection{}, fmt.Errorf("select connection: %w", err)
 	}
 	return row.toModel(), nil
-}
-
-// Page limits.
-const (
-	// DefaultLimit is the page size when Page.Limit is zero.
-	DefaultLimit = 50
-	// MaxLimit is the largest page size; larger limits are clamped to it.
-	MaxLimit = 200
-)
-
-// Page selects a page of a list.
-type Page struct {
-	// Limit is the page size: 0 means DefaultLimit, and values outside
-	// 1..MaxLimit are clamped. The API validates it before this.
-	Limit int
-	// Cursor is "" for the first page, else a nextCursor from the previous page.
-	Cursor string
-}
-
-// limit returns p.Limit clamped to 1..MaxLimit, with 0 as DefaultLimit.
-func (p Page) limit() int {
-	switch {
-	case p.Limit == 0:
-		return DefaultLimit
-	case p.Limit < 1:
-		return 1
-	case p.Limit > MaxLimit:
-		return MaxLimit
-	}
-	return p.Limit
-}
-
-// Filter narrows a list of connections.
-type Filter struct {
-	// SecretState keeps only connections whose secret is in this state at Now
-	// ("" keeps all). The rule is model.Connection.SecretState's.
-	SecretState model.SecretState
-	// Now is the time secret states are judged at.
-	Now time.Time
-}
-
-// stateFilter is one secret state as an SQL condition on the parameters
-// from $5 on, and those parameters' values at a given time.
-type stateFilter struct {
-	cond string
-	args func(now time.Time) []any
-}
-
-// secretStateSQL is model.Connection.SecretState as SQL.
-var secretStateSQL = map[model.SecretState]stateFilter{
-	model.SecretExpired: {`(secret_expired_at IS NOT NULL OR secret_expires_at <= $5)`,
-		func(now time.Time) []any { return []any{now} }},
-	model.SecretExpiring: {`(secret_expired_at IS NULL AND secret_expires_at > $5 AND secret_expires_at <= $6)`,
-		func(now time.Time) []any { return []any{now, now.Add(model.ExpiringWithin)} }},
-	model.SecretValid: {`(secret_expired_at IS NULL AND secret_expires_at > $5)`,
-		func(now time.Time) []any { return []any{now.Add(model.ExpiringWithin)} }},
-	model.SecretUnknown: {`(secret_expired_at IS NULL AND secret_expires_at IS NULL)`,
-		func(time.Time) []any { return nil }},
-}
-
-const listConnections = `
-SELECT ` + connectionColumns + ` FROM connections
-WHERE account = $1 AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid)) AND %s
-ORDER BY created_at, id
-LIMIT $2`
-
-// Connections returns a page of the account's connections that pass f,
-// oldest first (by created_at, then id for rows created in the same
-// microsecond), and the cursor of the next page, "" on the last page.
-// Pagination is by keyset, so rows created or deleted between pages neither
-// repeat nor shift others.
-//
-// It returns ErrInvalidCursor if p.Cursor is not a cursor it returned.
-func (s *Store) Connections(ctx context.Context, account string, p Page, f Filter) (items []model.Connection, nextCursor string, err error) {
-	limit := p.limit()
-	state := stateFilter{cond: "true", args: func(time.Time) []any { return nil }}
-	if f.SecretState != "" {
-		var ok bool
-		if state, ok = secretStateSQL[f.SecretState]; !ok {
-			return nil, "", fmt.Errorf("unknown secret state %q", f.SecretState)
-		}
-	}
-	// One more row than asked tells whether there is a next page, so the last
-	// page says so and the client never fetches an empty one.
-	var createdAt *time.Time
-	var afterID *string
-	if p.Cursor != "" {
-		t, id, err := decodeCursor(p.Cursor)
-		if err != nil {
-			return nil, "", err
-		}
-		createdAt, afterID = &t, &id
-	}
-	args := append([]any{account, limit + 1, createdAt, afterID}, state.args(f.Now)...)
-	rows, _ := s.pool.Query(ctx, fmt.Sprintf(listConnections, state.cond), args...)
-	list, err := pgx.CollectRows(rows, pgx.RowToStructByName[connectionRow])
-	if err != nil {
-		return nil, "", fmt.Errorf("list connections: %w", err)
-	}
-	if len(list) > limit {
-		list = list[:limit]
-		last := list[limit-1]
-		nextCursor = encodeCursor(last.CreatedAt, last.ID)
-	}
-	items = make([]model.Connection, len(list))
-	for i, r := range list {
-		items[i] = r.toModel()
-	}
-	return items, nextCursor, nil
-}
-
-// cursorSep separates the two parts of a cursor; neither a timestamp nor a
-// uuid contains it.
-const cursorSep = "|"
-
-// encodeCursor returns the opaque cursor that continues after the row with
-// createdAt and id. Postgres keeps microseconds, which RFC 3339 with
-// nanoseconds carries exactly.
-func encodeCursor(createdAt time.Time, id string) string {
-	raw := createdAt.UTC().Format(time.RFC3339Nano) + cursorSep + id
-	return base64.RawURLEncoding.EncodeToString([]byte(raw))
-}
-
-// decodeCursor reverses encodeCursor, returning ErrInvalidCursor for anything
-// that encodeCursor cannot have made.
-func decodeCursor(cursor string) (time.Time, string, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(cursor)
-	if err != nil {
-		return time.Time{}, "", ErrInvalidCursor
-	}
-	ts, id, ok := strings.Cut(string(raw), cursorSep)
-	if !ok {
-		return time.Time{}, "", ErrInvalidCursor
-	}
-	createdAt, err := time.Parse(time.RFC3339Nano, ts)
-	if err != nil {
-		return time.Time{}, "", ErrInvalidCursor
-	}
-	id, ok = canonicalID(id)
-	if !ok {
-		return time.Time{}, "", ErrInvalidCursor
-	}
-	return createdAt, id, nil
 }
 
 const updateConnection = `
@@ -371,11 +215,7 @@ RETURNING ` + connectionColumns
 // unwrapped (so update can refuse a stale If-Match). It returns ErrNotFound as
 // Connection does, and a *ConflictError if the new instance URL and client id
 // are another connection's.
-func (s *Store) UpdateConnection(ctx context.Context, account, id string, a Audit, update func(*model.Connection) error) (model.Connection, error) {
-	id, ok := canonicalID(id)
-	if !ok {
-		return model.Connection{}, ErrNotFound
-	}
+func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UUID, a Audit, update func(*model.Connection) error) (model.Connection, error) {
 	var (
 		c         model.Connection
 		updateErr error
@@ -410,7 +250,7 @@ func (s *Store) UpdateConnection(ctx context.Context, account, id string, a Audi
 		if rotated {
 			action = ActionSecretRotated
 		}
-		return insertEvent(ctx, tx, account, id, a, action, map[string]any{"changed": changedFields(before, c, rotated)})
+		return insertEvent(ctx, tx, account, before.ID, a, action, map[string]any{"changed": changedFields(before, c, rotated)})
 	})
 	switch {
 	case updateErr != nil:
@@ -469,11 +309,7 @@ const deleteConnection = `DELETE FROM connections WHERE account = $1 AND id = $2
 // connection.deleted event by a, in one transaction. check sees the locked
 // row first and may refuse (a stale If-Match): its error is returned
 // unwrapped and nothing is deleted. It returns ErrNotFound as Connection does.
-func (s *Store) DeleteConnection(ctx context.Context, account, id string, a Audit, check func(model.Connection) error) error {
-	id, ok := canonicalID(id)
-	if !ok {
-		return ErrNotFound
-	}
+func (s *Store) DeleteConnection(ctx context.Context, account string, id uuid.UUID, a Audit, check func(model.Connection) error) error {
 	var checkErr error
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		c, err := connection(ctx, tx, selectConnectionForUpdate, account, id)
@@ -487,7 +323,7 @@ func (s *Store) DeleteConnection(ctx context.Context, account, id string, a Audi
 			return err
 		}
 		// The event keeps what identifies the connection, for when it is gone.
-		return insertEvent(ctx, tx, account, id, a, ActionDeleted, map[string]any{
+		return insertEvent(ctx, tx, account, c.ID, a, ActionDeleted, map[string]any{
 			"name": c.Name, "instance_url": c.InstanceURL, "client_id": c.ClientID,
 		})
 	})
@@ -500,84 +336,4 @@ func (s *Store) DeleteConnection(ctx context.Context, account, id string, a Audi
 		return fmt.Errorf("delete connection: %w", err)
 	}
 	return nil
-}
-
-// KEKIDsInUse returns, sorted, the ids of the key-encryption keys that stored
-// secrets may be wrapped with, across all accounts: every id in use, and
-// possibly ids whose last secret moved away since the last PruneKEKIDs. It
-// reads the small table that triggers keep (migration 000003), so readiness
-// can ask every second; KEKInUse answers exactly for one id.
-func (s *Store) KEKIDsInUse(ctx context.Context) ([]string, error) {
-	rows, _ := s.pool.Query(ctx, `SELECT kek_id FROM encryption_keys_in_use ORDER BY kek_id`)
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("select kek ids: %w", err)
-	}
-	return ids, nil
-}
-
-// KEKInUse reports whether any stored secret is wrapped with the key id. It
-// reads the table (there is deliberately no index on the key id), so callers
-// ask only about ids that KEKIDsInUse lists and that matter, such as a key
-// that is not loaded.
-func (s *Store) KEKInUse(ctx context.Context, id string) (bool, error) {
-	var used bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM connections WHERE secret_kek_id = $1)`, id).Scan(&used)
-	if err != nil {
-		return false, fmt.Errorf("look up kek %s: %w", id, err)
-	}
-	return used, nil
-}
-
-// MissingKEKs returns, sorted, the ids of keys that stored secrets use and
-// loaded rejects: readiness's rule. KEKIDsInUse may list a key whose last
-// secret moved away, so an id that is not loaded is checked against the rows
-// before it counts.
-func (s *Store) MissingKEKs(ctx context.Context, loaded func(id string) bool) ([]string, error) {
-	ids, err := s.KEKIDsInUse(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var missing []string
-	for _, id := range ids {
-		if loaded(id) {
-			continue
-		}
-		used, err := s.KEKInUse(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		if used {
-			missing = append(missing, id)
-		}
-	}
-	return missing, nil
-}
-
-// pruneKEKIDs forgets the ids that no stored secret uses. The SHARE lock
-// waits for writers in flight and holds new ones off until the delete is
-// done, so no secret can be written under an id while it is being forgotten.
-const pruneKEKIDs = `
-DELETE FROM encryption_keys_in_use k
-WHERE NOT EXISTS (SELECT 1 FROM connections c WHERE c.secret_kek_id = k.kek_id)
-RETURNING kek_id`
-
-// PruneKEKIDs forgets, and returns sorted, the key ids that KEKIDsInUse
-// lists but no stored secret uses. Key rotation calls it when it is done.
-func (s *Store) PruneKEKIDs(ctx context.Context) ([]string, error) {
-	var ids []string
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `LOCK TABLE connections IN SHARE MODE`); err != nil {
-			return err
-		}
-		rows, _ := tx.Query(ctx, pruneKEKIDs)
-		var err error
-		ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("prune kek ids: %w", err)
-	}
-	slices.Sort(ids)
-	return ids, nil
 }

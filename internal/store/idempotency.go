@@ -32,13 +32,6 @@ type IdempotencyKey struct {
 	RequestHash []byte
 }
 
-// StoredResponse is a response kept for replay.
-type StoredResponse struct {
-	Status   int
-	Location string
-	Body     []byte
-}
-
 // lockKey maps (account, key) to the 64-bit id of a transaction-scoped
 // advisory lock. A hash collision only makes an unrelated request wait for its
 // turn as "in flight", which the client retries.
@@ -48,20 +41,28 @@ func (k IdempotencyKey) lockKey(account string) int64 {
 }
 
 const selectIdempotent = `
-SELECT request_hash, status, location, body FROM idempotency_keys
+SELECT request_hash, body FROM idempotency_keys
 WHERE account = $1 AND key = $2 AND expires_at > now()`
 
+// insertIdempotent keeps a create's body for replays. The status and
+// location columns held the replay's HTTP status and Location header for
+// binaries before the API derived them from the body. No code reads them
+// now; they are still filled as those binaries expect, so that a replica not
+// yet upgraded replays a key that an upgraded one stored, until a later
+// migration drops them.
 const insertIdempotent = `
 INSERT INTO idempotency_keys (account, key, request_hash, status, location, body, expires_at)
-VALUES ($1, $2, $3, $4, $5, $6, now() + $7::interval)
+VALUES ($1, $2, $3, 201, '/connections/' || $4::text, $5, now() + $6::interval)
 ON CONFLICT (account, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, status = EXCLUDED.status,
 	location = EXCLUDED.location, body = EXCLUDED.body, created_at = now(), expires_at = EXCLUDED.expires_at`
 
 // CreateConnectionOnce creates c as CreateConnection does, at most once per
 // idempotency key of the account within IdempotencyTTL. The first call
-// creates the connection and keeps the response that respond renders from it,
-// in the same transaction; later calls with the same key and body return that
-// response with replayed true and create nothing.
+// creates the connection and keeps the body that render makes of it, in the
+// same transaction, and returns that body; later calls with the same key and
+// body return the kept body unchanged, with replayed true, and create
+// nothing. The store does not look into the body: it is the caller's answer
+// to the first request, to repeat as it was.
 //
 // A transaction-scoped advisory lock on the key serialises the requests that
 // share it across every server process on the database: while one holds it,
@@ -71,7 +72,7 @@ ON CONFLICT (account, key) DO UPDATE SET request_hash = EXCLUDED.request_hash, s
 // errors of CreateConnection. A failed create keeps nothing, so the client can
 // retry with the same key.
 func (s *Store) CreateConnectionOnce(ctx context.Context, c model.Connection, a Audit, k IdempotencyKey,
-	respond func(model.Connection) (StoredResponse, error)) (resp StoredResponse, replayed bool, err error) {
+	render func(model.Connection) ([]byte, error)) (body []byte, replayed bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var locked bool
 		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, k.lockKey(c.Account)).Scan(&locked); err != nil {
@@ -81,7 +82,7 @@ func (s *Store) CreateConnectionOnce(ctx context.Context, c model.Connection, a 
 			return ErrIdempotencyInFlight
 		}
 		var hash []byte
-		err := tx.QueryRow(ctx, selectIdempotent, c.Account, k.Key).Scan(&hash, &resp.Status, &resp.Location, &resp.Body)
+		err := tx.QueryRow(ctx, selectIdempotent, c.Account, k.Key).Scan(&hash, &body)
 		switch {
 		case err == nil && bytes.Equal(hash, k.RequestHash):
 			replayed = true
@@ -95,20 +96,20 @@ func (s *Store) CreateConnectionOnce(ctx context.Context, c model.Connection, a 
 		if err != nil {
 			return err
 		}
-		if resp, err = respond(created); err != nil {
+		if body, err = render(created); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, insertIdempotent, c.Account, k.Key, k.RequestHash, resp.Status, resp.Location, resp.Body,
+		_, err = tx.Exec(ctx, insertIdempotent, c.Account, k.Key, k.RequestHash, created.ID, body,
 			fmt.Sprintf("%d seconds", int(IdempotencyTTL.Seconds())))
 		return err
 	})
 	switch {
 	case errors.Is(err, ErrIdempotencyInFlight), errors.Is(err, ErrIdempotencyMismatch):
-		return StoredResponse{}, false, err
+		return nil, false, err
 	case err != nil:
-		return StoredResponse{}, false, s.createError(ctx, c, err)
+		return nil, false, s.createError(ctx, c, err)
 	}
-	return resp, replayed, nil
+	return body, replayed, nil
 }
 
 // PurgeIdempotencyKeys deletes expired keys and returns how many. The server

@@ -194,30 +194,3 @@ func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapF
 	}
 	return res, nil
 }
-
-const selectKEKCounts = `
-SELECT secret_kek_id, count(*) FROM connections GROUP BY secret_kek_id`
-
-// KEKCounts returns the number of stored secrets wrapped by each KEK id,
-// across all accounts; ids without rows are absent. Its ids are the ones
-// KEKIDsInUse returns, but it counts every row, so it suits key status and
-// rotation progress rather than a probe.
-func (s *Store) KEKCounts(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.pool.Query(ctx, selectKEKCounts)
-	if err != nil {
-		return nil, fmt.Errorf("count rows per kek id: %w", err)
-	}
-	counts := make(map[string]int64)
-	var (
-		id string
-		n  int64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&id, &n}, func() error {
-		counts[id] = n
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("count rows per kek id: %w", err)
-	}
-	return counts, nil
-}

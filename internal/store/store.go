@@ -106,11 +106,6 @@ func New(pool *pgxpool.Pool) *Store {
 // Close closes the pool, waiting for connections in use to be released.
 func (s *Store) Close() { s.pool.Close() }
 
-// Pool returns the underlying pool, for packages that need queries the store
-// does not offer yet. Prefer adding a method to Store: that keeps the SQL, and
-// the account filter, in one place.
-func (s *Store) Pool() *pgxpool.Pool { return s.pool }
-
 // Ping reports an error if the database does not answer before ctx ends.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {

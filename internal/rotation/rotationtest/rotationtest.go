@@ -13,10 +13,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/model"
-	"github.com/dynconn/dynconn/internal/store"
 )
 
 // Key returns a fresh key line "id:base64-32-bytes" for ENCRYPTION_KEYS.
@@ -48,7 +48,7 @@ type Secret struct {
 // Seed stores n connections, spread over a few accounts, with secrets sealed
 // by keys (so under its active key), and returns them by connection id. It
 // writes with COPY, so 100,000 rows take about a second.
-func Seed(t testing.TB, st *store.Store, keys *crypto.Keyring, n int) map[string]Secret {
+func Seed(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, n int) map[string]Secret {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
@@ -62,7 +62,7 @@ func Seed(t testing.TB, st *store.Store, keys *crypto.Keyring, n int) map[string
 		rows = append(rows, []any{id, s.Account, "Contoso " + id[:8], "https://org" + id[:8] + ".crm.dynamics.com",
 			string(model.CloudPublic), uuid.NewString(), sealed.Ciphertext, sealed.WrappedDEK, sealed.KEKID, now})
 	}
-	_, err := st.Pool().CopyFrom(ctx, pgx.Identifier{"connections"},
+	_, err := pool.CopyFrom(ctx, pgx.Identifier{"connections"},
 		[]string{"id", "account", "name", "instance_url", "cloud", "client_id",
 			"secret_ciphertext", "secret_wrapped_dek", "secret_kek_id", "secret_updated_at"},
 		pgx.CopyFromRows(rows))
@@ -86,10 +86,10 @@ func Seal(t testing.TB, keys *crypto.Keyring, account, id, plaintext string) mod
 // Check opens every stored secret with keys and reports, as test errors,
 // each row that does not open, opens to something other than want says,
 // or is missing or extra. It returns the number of rows under each KEK id.
-func Check(t testing.TB, st *store.Store, keys *crypto.Keyring, want map[string]Secret) map[string]int64 {
+func Check(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, want map[string]Secret) map[string]int64 {
 	t.Helper()
 	ctx := context.Background()
-	rows, _ := st.Pool().Query(ctx, `
+	rows, _ := pool.Query(ctx, `
 SELECT id::text, account, secret_ciphertext, secret_wrapped_dek, secret_kek_id FROM connections`)
 	var (
 		id, account, kek string

@@ -35,16 +35,24 @@ func URL(t testing.TB) string {
 	return pgtestdb.Custom(t, baseConfig(t), migrator{golangmigrator.New(".", golangmigrator.WithFS(migrations.FS))}).URL()
 }
 
-// New returns a Store on a fresh database from URL. Its pool is closed in
-// t.Cleanup, which runs before pgtestdb drops the database.
+// New returns a Store on a fresh database from URL.
 func New(t testing.TB) *store.Store {
+	t.Helper()
+	return store.New(NewPool(t))
+}
+
+// NewPool returns a pool on a fresh database from URL, for a test that also
+// reads or breaks the database with SQL of its own beside store.New(pool).
+// The pool is closed in t.Cleanup, which runs before pgtestdb drops the
+// database.
+func NewPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
 	pool, err := pgxpool.New(context.Background(), URL(t))
 	if err != nil {
 		t.Fatalf("storetest: create pool: %v", err)
 	}
 	t.Cleanup(pool.Close)
-	return store.New(pool)
+	return pool
 }
 
 // migrator migrates the template with store.Migrate, the code `serve` runs,

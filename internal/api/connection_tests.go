@@ -7,12 +7,9 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"sync"
-	"time"
 
-	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 	"golang.org/x/sync/singleflight"
-	"golang.org/x/time/rate"
 
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics"
@@ -35,46 +32,6 @@ type testRunner struct {
 	limits  *accountLimiter
 }
 
-// accountLimiter is a token bucket per account. Tests call Microsoft on the
-// customer's behalf, so a runaway client must not get their app throttled.
-type accountLimiter struct {
-	mu      sync.Mutex
-	every   time.Duration
-	burst   int
-	now     func() time.Time
-	buckets map[string]*rate.Limiter
-}
-
-func newAccountLimiter(every time.Duration, burst int, now func() time.Time) *accountLimiter {
-	return &accountLimiter{every: every, burst: burst, now: now, buckets: map[string]*rate.Limiter{}}
-}
-
-// allow takes a token for account, or says how long until one is free.
-func (l *accountLimiter) allow(account string) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	lim, ok := l.buckets[account]
-	if !ok {
-		if len(l.buckets) > 10000 { // forget full buckets: they are the same as new ones
-			for k, b := range l.buckets {
-				if b.TokensAt(now) >= float64(l.burst) {
-					delete(l.buckets, k)
-				}
-			}
-		}
-		lim = rate.NewLimiter(rate.Every(l.every), l.burst)
-		l.buckets[account] = lim
-	}
-	if lim.AllowN(now, 1) {
-		return true, 0
-	}
-	r := lim.ReserveN(now, 1)
-	wait := r.DelayFrom(now)
-	r.CancelAt(now)
-	return false, wait
-}
-
 // checkRate returns a 429 problem when account has used up its tests.
 func (tr *testRunner) checkRate(account string) error {
 	ok, wait := tr.limits.allow(account)
@@ -95,7 +52,7 @@ func (tr *testRunner) checkRate(account string) error {
 // an answer; the dynamics client bounds it with its own deadline. The key
 // holds the connection's version, so a request that comes after an edit
 // never gets the result of the credentials before it.
-func (tr *testRunner) testStored(ctx context.Context, st *store.Store, c model.Connection, s secret.String, a store.Audit) (json.RawMessage, error) {
+func (tr *testRunner) testStored(ctx context.Context, st *store.Store, id uuid.UUID, c model.Connection, s secret.String, a store.Audit) (json.RawMessage, error) {
 	key := fmt.Sprintf("%s/%s/%d", c.Account, c.ID, c.Version)
 	v, err, _ := tr.flights.Do(key, func() (any, error) {
 		ctx := context.WithoutCancel(ctx)
@@ -109,7 +66,7 @@ func (tr *testRunner) testStored(ctx context.Context, st *store.Store, c model.C
 			rec.Status, rec.Code = model.StatusFailing, res.Error.Code
 			rec.SecretExpired = res.Error.Code == dynamics.CodeClientSecretExpired
 		}
-		if err := st.RecordTestResult(ctx, c.Account, c.ID, a, rec); err != nil {
+		if err := st.RecordTestResult(ctx, c.Account, id, a, rec); err != nil {
 			return nil, err
 		}
 		return json.RawMessage(body), nil
@@ -131,18 +88,14 @@ func (tr *testRunner) test(ctx context.Context, cr dynamics.Credentials) model.T
 	return res
 }
 
-func credentialsOf(c model.Connection, s secret.String) dynamics.Credentials {
-	cr := dynamics.Credentials{InstanceURL: c.InstanceURL, ClientID: c.ClientID, ClientSecret: s}
-	if c.TenantID != nil {
-		cr.TenantID = *c.TenantID
-	}
-	return cr
-}
-
 func handleConnectionTest(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, tr *testRunner) http.Handler {
 	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
+		id, err := connectionID(r)
+		if err != nil {
+			return err
+		}
 		p := principalFrom(r.Context())
-		c, err := st.Connection(r.Context(), p.Account, chi.URLParam(r, "id"))
+		c, err := st.Connection(r.Context(), p.Account, id)
 		if err != nil {
 			return err
 		}
@@ -153,7 +106,7 @@ func handleConnectionTest(logger *slog.Logger, st *store.Store, keys *crypto.Key
 		if err != nil {
 			return err
 		}
-		body, err := tr.testStored(r.Context(), st, c, s, auditOf(r))
+		body, err := tr.testStored(r.Context(), st, id, c, s, auditOf(r))
 		if err != nil {
 			return err
 		}
@@ -161,22 +114,10 @@ func handleConnectionTest(logger *slog.Logger, st *store.Store, keys *crypto.Key
 	})
 }
 
+// handleConnectionTestList answers a page of a connection's test history,
+// newest first, each entry the model.TestResult JSON as stored.
 func handleConnectionTestList(logger *slog.Logger, st *store.Store) http.Handler {
-	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
-		pg, err := parsePage(r)
-		if err != nil {
-			return err
-		}
-		results, next, err := st.TestResults(r.Context(), principalFrom(r.Context()).Account, chi.URLParam(r, "id"), pg)
-		if err != nil {
-			return err
-		}
-		items := make([]json.RawMessage, len(results))
-		for i, b := range results {
-			items[i] = json.RawMessage(b)
-		}
-		return encode(w, http.StatusOK, newListResponse(items, next))
-	})
+	return handleConnectionHistory(logger, st.TestResults, func(b []byte) json.RawMessage { return b })
 }
 
 // handleCredentialsTest tests credentials from the body and stores nothing.
@@ -200,7 +141,11 @@ func handleCredentialsTest(logger *slog.Logger, st *store.Store, keys *crypto.Ke
 		p := principalFrom(r.Context())
 		var c model.Connection
 		if hasConn {
-			if c, err = st.Connection(r.Context(), p.Account, connID); err != nil {
+			id, err := parseConnectionID(connID)
+			if err != nil {
+				return err
+			}
+			if c, err = st.Connection(r.Context(), p.Account, id); err != nil {
 				return err
 			}
 		}
@@ -220,10 +165,7 @@ func handleCredentialsTest(logger *slog.Logger, st *store.Store, keys *crypto.Ke
 			c.ClientID = *f.ClientID
 		}
 		if f.TenantID != nil {
-			c.TenantID = nil
-			if *f.TenantID != "" {
-				c.TenantID = f.TenantID
-			}
+			c.TenantID = f.tenant()
 		}
 		// No sharing here: the body's credentials are this caller's alone.
 		return encode(w, http.StatusOK, tr.test(r.Context(), credentialsOf(c, s)))

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 
 	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store/storetest"
@@ -36,7 +37,7 @@ func TestKEKIDsFollowWritesAndPrune(t *testing.T) {
 
 	// Move every k1 and k9 secret to k2: the ids stay listed until pruned.
 	for _, c := range a {
-		if _, err := s.UpdateConnection(ctx, account, c.ID, testAudit, func(c *model.Connection) error {
+		if _, err := s.UpdateConnection(ctx, account, uuid.MustParse(c.ID), testAudit, func(c *model.Connection) error {
 			c.Secret.KEKID = "k2"
 			return nil
 		}); err != nil {
@@ -65,5 +66,30 @@ func TestKEKIDsFollowWritesAndPrune(t *testing.T) {
 	createUnder(t, s, "k1", 1)
 	if diff := cmp.Diff([]string{"k1", "k2"}, ids()); diff != "" {
 		t.Errorf("after reuse (-want +got):\n%s", diff)
+	}
+}
+
+func TestKEKIDsInUse(t *testing.T) {
+	t.Parallel()
+	s := storetest.New(t)
+	ctx := context.Background()
+
+	ids, err := s.KEKIDsInUse(ctx)
+	if err != nil || len(ids) != 0 {
+		t.Fatalf("empty table: got %v, %v; want none", ids, err)
+	}
+	for _, k := range []struct{ account, kek string }{
+		{account, "k2"}, {account, "k1"}, {other, "k3"}, {account, "k2"}, {other, "k1"},
+	} {
+		c := newConnection(k.account)
+		c.Secret.KEKID = k.kek
+		create(t, s, c)
+	}
+	ids, err = s.KEKIDsInUse(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"k1", "k2", "k3"}, ids); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
 	}
 }

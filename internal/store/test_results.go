@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dynconn/dynconn/internal/model"
@@ -60,11 +61,7 @@ SELECT count(*) FROM conn`
 // reported it), in its history (trimmed to TestHistoryLength), and as a
 // connection.tested audit event by a — atomically. It returns ErrNotFound as
 // Connection does (the connection may have been deleted while the test ran).
-func (s *Store) RecordTestResult(ctx context.Context, account, id string, a Audit, r TestRecord) error {
-	id, ok := canonicalID(id)
-	if !ok {
-		return ErrNotFound
-	}
+func (s *Store) RecordTestResult(ctx context.Context, account string, id uuid.UUID, a Audit, r TestRecord) error {
 	outcome := r.Code
 	if outcome == "" {
 		outcome = "ok"
@@ -94,17 +91,16 @@ LIMIT $4`
 // TestResults returns a page of the test history of the account's
 // connection, newest first, each a model.TestResult as JSON, and the next
 // page's cursor ("" on the last). It returns ErrNotFound as Connection does.
-func (s *Store) TestResults(ctx context.Context, account, id string, p Page) ([][]byte, string, error) {
+func (s *Store) TestResults(ctx context.Context, account string, id uuid.UUID, p Page) ([][]byte, string, error) {
 	before, err := decodeIDCursor(p.Cursor)
 	if err != nil {
 		return nil, "", err
 	}
-	c, err := s.Connection(ctx, account, id)
-	if err != nil {
+	if _, err := s.Connection(ctx, account, id); err != nil {
 		return nil, "", err
 	}
 	limit := p.limit()
-	rows, _ := s.pool.Query(ctx, listTests, account, c.ID, before, limit+1)
+	rows, _ := s.pool.Query(ctx, listTests, account, id, before, limit+1)
 	type testRow struct {
 		ID     int64           `db:"id"`
 		Result json.RawMessage `db:"result"`
@@ -113,11 +109,7 @@ func (s *Store) TestResults(ctx context.Context, account, id string, p Page) ([]
 	if err != nil {
 		return nil, "", fmt.Errorf("list test results: %w", err)
 	}
-	var next string
-	if len(list) > limit {
-		list = list[:limit]
-		next = encodeIDCursor(list[limit-1].ID)
-	}
+	list, next := cut(list, limit, func(r testRow) string { return encodeIDCursor(r.ID) })
 	results := make([][]byte, len(list))
 	for i, r := range list {
 		results[i] = r.Result
