@@ -165,14 +165,14 @@ func requireCreateFields(o *object) {
 
 // defaultName names a connection after its environment (the first label of
 // the host: "contoso" for https://contoso.crm.dynamics.com) when no name was
-// given. A simulator address keeps its whole host and path.
+// given. A simulator address keeps its whole host, with the port.
 func defaultName(instanceURL string) string {
 	u, err := url.Parse(instanceURL)
 	if err != nil {
 		return instanceURL
 	}
 	if net.ParseIP(u.Hostname()) != nil { // the local simulator
-		return u.Host + u.Path
+		return u.Host
 	}
 	org, _, _ := strings.Cut(u.Hostname(), ".")
 	return org

@@ -130,14 +130,8 @@ func hostCloud(host string) (model.Cloud, bool) {
 	return "", false
 }
 
-// scenarioPath is the /s/{scenario} prefix by which the local simulator
-// (internal/dynamics/simulator) lets one instance URL pick one scenario, so a
-// demo user can click through every failure against a single simulator.
-var scenarioPath = regexp.MustCompile(`^/s/[a-z0-9_]{1,64}`)
-
 // loopbackInstance accepts http(s)://127.0.0.1:PORT (or [::1]) for the local
-// simulator. The path is dropped as for real instances, except a leading
-// /s/{scenario} segment, which the simulator uses to select a scenario.
+// simulator. The path is dropped as for real instances.
 func loopbackInstance(u *url.URL) (Instance, bool) {
 	if u.Scheme != "http" && u.Scheme != "https" || u.User != nil || u.Port() == "" {
 		return Instance{}, false
@@ -147,11 +141,7 @@ func loopbackInstance(u *url.URL) (Instance, bool) {
 		return Instance{}, false
 	}
 	host := strings.ToLower(u.Host)
-	path := scenarioPath.FindString(u.Path)
-	if path != "" && len(u.Path) > len(path) && u.Path[len(path)] != '/' {
-		path = "" // "/s/abc-def": not a scenario name, drop the path as usual
-	}
-	return Instance{URL: u.Scheme + "://" + host + path, Host: host, Cloud: model.CloudPublic, Loopback: true}, true
+	return Instance{URL: u.Scheme + "://" + host, Host: host, Cloud: model.CloudPublic, Loopback: true}, true
 }
 
 // authorityHosts lists the Entra sign-in hosts of each cloud, the only hosts a

@@ -29,7 +29,7 @@ func (h *Handler) authorityBase(q request) string {
 	if h.opts.AuthorityURL != "" {
 		return strings.TrimSuffix(h.opts.AuthorityURL, "/")
 	}
-	return q.base + q.prefix
+	return q.base
 }
 
 // instanceURL is the resource a token for this request must be for.
@@ -37,7 +37,7 @@ func (h *Handler) instanceURL(q request) string {
 	if h.opts.InstanceURL != "" {
 		return strings.TrimSuffix(h.opts.InstanceURL, "/")
 	}
-	return q.instance()
+	return q.base
 }
 
 // challenge is the WWW-Authenticate value Dataverse sends (E11).
