@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 
@@ -18,9 +17,6 @@ import (
 
 	"github.com/dynconn/dynconn/internal/model"
 )
-
-// guidPattern matches a GUID as Microsoft writes them.
-var guidPattern = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
 
 // Test runs the checks instance_url, tenant_discovery, token, whoami and
 // security_role in that order, each only if the ones before it did not fail,
@@ -258,8 +254,7 @@ func (r *run) whoAmI(ctx context.Context) model.Check {
 		return r.dataverseFailure(resp, body)
 	}
 	var who whoAmIResponse
-	if err := json.Unmarshal(body, &who); err != nil ||
-		!guidPattern.MatchString(who.UserID) || !guidPattern.MatchString(who.BusinessUnitID) || !guidPattern.MatchString(who.OrganizationID) {
+	if err := json.Unmarshal(body, &who); err != nil || !model.IsGUID(who.UserID) || !model.IsGUID(who.BusinessUnitID) || !model.IsGUID(who.OrganizationID) {
 		return failed(CodeUnexpectedResponse, "WhoAmI answered HTTP 200 without the user, business unit and organization ids.",
 			&model.Upstream{HTTPStatus: resp.StatusCode})
 	}

@@ -117,7 +117,7 @@ func (r *run) entraFailure(re *oauth2.RetrieveError) model.Check {
 	}
 	detail := ""
 	switch {
-	case code == CodeClientSecretInvalid && guidPattern.MatchString(strings.TrimSpace(r.cr.ClientSecret.Reveal())):
+	case code == CodeClientSecretInvalid && model.IsGUID(r.cr.ClientSecret.Reveal()):
 		detail = "The secret you entered has the form of a Secret ID (a GUID); a secret's Value is not a GUID."
 	case !parsed:
 		detail = fmt.Sprintf("The token endpoint answered HTTP %d without Microsoft's error details.", up.HTTPStatus)
