@@ -77,7 +77,7 @@ type authorityError struct{ reason string }
 func (e *authorityError) Error() string { return "authority not allowed: " + e.reason }
 
 // parseAuthority checks the challenge's authorization_uri against the
-// instance's cloud: https, port 443, and a host of AuthorityHosts(cloud). In
+// instance's cloud: https, port 443, and a host of authorityHosts[cloud]. In
 // loopback mode an http(s) loopback address with any port is accepted too,
 // for the local simulator.
 func parseAuthority(inst Instance, raw string, allowLoopback bool) (authority, error) {

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/dynconn/dynconn/internal/model"
@@ -146,17 +145,13 @@ func loopbackInstance(u *url.URL) (Instance, bool) {
 
 // authorityHosts lists the Entra sign-in hosts of each cloud, the only hosts a
 // token request may go to (design.md "Outbound calls"; microsoft-facts.md §6.2).
+// An instance's 401 challenge may name only one of its cloud's as the
+// authority, so an instance cannot make dynconn send a client secret to a host
+// of its choosing.
 var authorityHosts = map[model.Cloud][]string{
 	model.CloudPublic:  {"login.microsoftonline.com", "login.windows.net"},
 	model.CloudGCC:     {"login.microsoftonline.com", "login.windows.net"},
 	model.CloudGCCHigh: {"login.microsoftonline.us"},
 	model.CloudDoD:     {"login.microsoftonline.us"},
 	model.CloudChina:   {"login.partner.microsoftonline.cn", "login.chinacloudapi.cn"},
-}
-
-// AuthorityHosts returns the Entra sign-in hosts that belong to cloud. An
-// instance's 401 challenge may name only one of these as its authority, so an
-// instance cannot make dynconn send a client secret to a host of its choosing.
-func AuthorityHosts(cloud model.Cloud) []string {
-	return slices.Clone(authorityHosts[cloud])
 }
