@@ -54,21 +54,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 			errs = append(errs, fmt.Errorf("METRICS_ADDR: %q is not host:port (for example 127.0.0.1:9090)", cfg.MetricsAddr))
 		}
 	}
-	if cfg.Auth.AccountClaim == "" {
-		cfg.Auth.AccountClaim = "account_id"
-	}
-	switch {
-	case cfg.Auth.JWKSURL == "" && cfg.Auth.HS256Secret.IsEmpty():
-		errs = append(errs, errors.New("AUTH_JWKS_URL or AUTH_HS256_SECRET: set one of them so callers can be authenticated"))
-	case cfg.Auth.JWKSURL != "" && !cfg.Auth.HS256Secret.IsEmpty():
-		errs = append(errs, errors.New("AUTH_JWKS_URL and AUTH_HS256_SECRET: set only one of them"))
-	case cfg.Auth.JWKSURL != "":
-		if u, err := url.Parse(cfg.Auth.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			errs = append(errs, errors.New("AUTH_JWKS_URL: must be an http(s) URL"))
-		}
-	case len(cfg.Auth.HS256Secret.Reveal()) < 32:
-		errs = append(errs, errors.New("AUTH_HS256_SECRET: must be at least 32 bytes"))
-	}
+	errs = append(errs, cfg.Auth.Validate()...)
 	var err error
 	if cfg.AllowLoopback, err = parseBool(getenv("DYNAMICS_ALLOW_LOOPBACK")); err != nil {
 		errs = append(errs, fmt.Errorf("DYNAMICS_ALLOW_LOOPBACK: %w", err))

@@ -11,33 +11,15 @@ import (
 	"net/http"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dynconn/dynconn/internal/auth"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
+	"github.com/dynconn/dynconn/internal/logtest"
 	"github.com/dynconn/dynconn/internal/store/storetest"
 )
-
-// lockedBuffer collects the server's log output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -110,7 +92,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 	}
 	sim := simulator.New(simulator.Options{})
 	defer sim.Close()
-	logs := &lockedBuffer{}
+	logs := &logtest.Buffer{}
 	base, stop := startServer(t, env, logs)
 
 	// The rotated secret is the simulator's, so the test below gets a token.

@@ -8,9 +8,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
-
 	"github.com/dynconn/dynconn/internal/dynamics"
+	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/secret"
 )
 
@@ -72,7 +71,7 @@ func parseConnectionFields(o *object, allowLoopback bool, now time.Time) connect
 	if o.has("client_id") {
 		s, ok := o.str("client_id")
 		if ok || o.isNull("client_id") {
-			if id, ok := parseGUID(s); ok {
+			if id, ok := model.ParseGUID(s); ok {
 				f.ClientID = &id
 			} else if strings.TrimSpace(s) == "" {
 				o.add("client_id", "required", "Enter the Application (client) ID from the app registration's Overview page in Azure.")
@@ -90,7 +89,7 @@ func parseConnectionFields(o *object, allowLoopback bool, now time.Time) connect
 			if strings.TrimSpace(s) == "" {
 				empty := ""
 				f.TenantID = &empty
-			} else if id, ok := parseGUID(s); ok {
+			} else if id, ok := model.ParseGUID(s); ok {
 				f.TenantID = &id
 			} else {
 				o.add("tenant_id", "not_guid", "The Tenant ID is a GUID: copy the Directory (tenant) ID from the app registration's Overview page in Azure, or leave it empty and dynconn finds it.")
@@ -128,7 +127,7 @@ func parseConnectionFields(o *object, allowLoopback bool, now time.Time) connect
 func checkSecret(o *object, raw, clientID string) (secret.String, bool) {
 	// Pasting often adds a newline or spaces; a real secret never has them at its ends.
 	s := strings.TrimSpace(raw)
-	id, isGUID := parseGUID(s)
+	id, isGUID := model.ParseGUID(s)
 	switch {
 	case s == "":
 		o.add("client_secret", "required", "Paste the client secret's Value from Certificates & secrets in the app registration.")
@@ -142,20 +141,6 @@ func checkSecret(o *object, raw, clientID string) (secret.String, bool) {
 		return secret.String(s), true
 	}
 	return "", false
-}
-
-// parseGUID accepts a GUID in any of the forms people paste (upper case,
-// braces) and returns it in canonical lower case.
-func parseGUID(s string) (string, bool) {
-	s = strings.TrimSpace(s)
-	if len(s) != 36 && len(s) != 38 { // plain or {braced}; not urn: or bare hex
-		return "", false
-	}
-	id, err := uuid.Parse(s)
-	if err != nil {
-		return "", false
-	}
-	return id.String(), true
 }
 
 // requireCreateFields records the fields a create (or a test without a stored
@@ -174,14 +159,14 @@ func requireCreateFields(o *object) {
 
 // defaultName names a connection after its environment (the first label of
 // the host: "contoso" for https://contoso.crm.dynamics.com) when no name was
-// given. A simulator address keeps its whole host and path.
+// given. A simulator address keeps its whole host, with the port.
 func defaultName(instanceURL string) string {
 	u, err := url.Parse(instanceURL)
 	if err != nil {
 		return instanceURL
 	}
 	if net.ParseIP(u.Hostname()) != nil { // the local simulator
-		return u.Host + u.Path
+		return u.Host
 	}
 	org, _, _ := strings.Cut(u.Hostname(), ".")
 	return org

@@ -22,8 +22,6 @@ import (
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/time/rate"
-
-	"github.com/dynconn/dynconn/internal/secret"
 )
 
 // DefaultAccountClaim is the claim that names the caller's account when
@@ -67,27 +65,6 @@ func (e *UnauthorizedError) Unwrap() error { return e.cause }
 
 func unauthorized(reason string, cause error) error {
 	return &UnauthorizedError{Reason: reason, cause: cause}
-}
-
-// Config says how tokens are verified. Exactly one of JWKSURL and HS256Secret
-// must be set.
-type Config struct {
-	// JWKSURL (AUTH_JWKS_URL) serves the RS256/ES256 public keys; it is
-	// fetched at start-up and refreshed periodically and when a token names
-	// an unknown key id. Must be https, except on a loopback host.
-	JWKSURL string
-	// HS256Secret (AUTH_HS256_SECRET) is a shared secret for development and
-	// tests; at least MinHS256SecretLen bytes.
-	HS256Secret secret.String
-	// Issuer (AUTH_ISSUER) is required to equal the iss claim when set.
-	Issuer string
-	// Audience (AUTH_AUDIENCE) is required to be in the aud claim when set.
-	Audience string
-	// AccountClaim (AUTH_ACCOUNT_CLAIM) names the claim holding the account
-	// id; DefaultAccountClaim when empty.
-	AccountClaim string
-	// Logger receives JWKS refresh failures; slog.Default() when nil.
-	Logger *slog.Logger
 }
 
 // Principal is who a verified token speaks for.
@@ -134,9 +111,8 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 }
 
 func newVerifier(ctx context.Context, cfg Config, opts jwksOptions) (*Verifier, error) {
-	hasJWKS, hasHS := cfg.JWKSURL != "", !cfg.HS256Secret.IsEmpty()
-	if hasJWKS == hasHS {
-		return nil, errors.New("auth: set exactly one of AUTH_JWKS_URL and AUTH_HS256_SECRET")
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, fmt.Errorf("auth: %w", errors.Join(errs...))
 	}
 	claim := cfg.AccountClaim
 	if claim == "" {
@@ -156,11 +132,8 @@ func newVerifier(ctx context.Context, cfg Config, opts jwksOptions) (*Verifier, 
 	}
 
 	v := &Verifier{accountClaim: claim, requireIss: cfg.Issuer != ""}
-	if hasHS {
+	if cfg.JWKSURL == "" {
 		key := []byte(cfg.HS256Secret.Reveal())
-		if len(key) < MinHS256SecretLen {
-			return nil, fmt.Errorf("auth: AUTH_HS256_SECRET must be at least %d bytes", MinHS256SecretLen)
-		}
 		// Only HS256 with the shared secret: a token cannot pick "none" or
 		// another family.
 		v.algs = []string{"HS256"}
@@ -184,9 +157,9 @@ func newVerifier(ctx context.Context, cfg Config, opts jwksOptions) (*Verifier, 
 }
 
 func newJWKSKeyfunc(ctx context.Context, cfg Config, opts jwksOptions) (keyfunc.Keyfunc, error) {
-	u, err := url.Parse(cfg.JWKSURL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
-		return nil, errors.New("auth: AUTH_JWKS_URL must be an https URL (http only on a loopback host)")
+	u, err := url.Parse(cfg.JWKSURL) // checked by Validate
+	if err != nil {
+		return nil, fmt.Errorf("auth: AUTH_JWKS_URL: %w", err)
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -266,10 +239,6 @@ func (v *Verifier) missingClaim(tok *jwt.Token) string {
 		return "iss"
 	}
 	return "aud"
-}
-
-func isLoopback(host string) bool {
-	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
 
 // Verify checks the Authorization header value ("Bearer <jwt>") and returns

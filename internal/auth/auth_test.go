@@ -185,15 +185,19 @@ func TestNewVerifierConfigErrors(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"neither", Config{}, "AUTH_JWKS_URL and AUTH_HS256_SECRET"},
-		{"both", Config{JWKSURL: "https://idp.example/jwks", HS256Secret: testSecret}, "AUTH_JWKS_URL and AUTH_HS256_SECRET"},
-		{"short secret", Config{HS256Secret: secret.String(strings.Repeat("x", MinHS256SecretLen-1))}, "AUTH_HS256_SECRET must be at least 32 bytes"},
-		{"http jwks off loopback", Config{JWKSURL: "http://idp.example/jwks"}, "AUTH_JWKS_URL must be an https URL"},
-		{"jwks not a url", Config{JWKSURL: "idp.example/jwks"}, "AUTH_JWKS_URL must be an https URL"},
+		{"neither", Config{}, "AUTH_JWKS_URL and AUTH_HS256_SECRET: set one of them"},
+		{"both", Config{JWKSURL: "https://idp.example/jwks", HS256Secret: testSecret}, "AUTH_JWKS_URL and AUTH_HS256_SECRET: set only one"},
+		{"short secret", Config{HS256Secret: secret.String(strings.Repeat("x", MinHS256SecretLen-1))}, "AUTH_HS256_SECRET: must be at least 32 bytes"},
+		{"http jwks off loopback", Config{JWKSURL: "http://idp.example/jwks"}, "AUTH_JWKS_URL: must be an https URL"},
+		{"jwks not a url", Config{JWKSURL: "idp.example/jwks"}, "AUTH_JWKS_URL: must be an https URL"},
+		{"jwks ftp", Config{JWKSURL: "ftp://127.0.0.1/jwks"}, "AUTH_JWKS_URL: must be an https URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if errs := tt.cfg.Validate(); len(errs) != 1 || !strings.Contains(errs[0].Error(), tt.want) {
+				t.Errorf("Validate() = %v, want one error containing %q", errs, tt.want)
+			}
 			_, err := NewVerifier(t.Context(), tt.cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error = %v, want one containing %q", err, tt.want)
@@ -202,6 +206,21 @@ func TestNewVerifierConfigErrors(t *testing.T) {
 				t.Errorf("error %q contains the secret", err)
 			}
 		})
+	}
+}
+
+func TestValidateAcceptsGoodConfigs(t *testing.T) {
+	t.Parallel()
+	for _, cfg := range []Config{
+		{HS256Secret: testSecret},
+		{JWKSURL: "https://idp.example/.well-known/jwks.json"},
+		{JWKSURL: "http://127.0.0.1:8080/jwks"},
+		{JWKSURL: "http://localhost:8080/jwks"},
+		{JWKSURL: "http://[::1]:8080/jwks"},
+	} {
+		if errs := cfg.Validate(); len(errs) != 0 {
+			t.Errorf("Validate(%q) = %v, want none", cfg.JWKSURL, errs)
+		}
 	}
 }
 

@@ -124,18 +124,12 @@ func LoadKeyring(getenv func(string) string) (*Keyring, error) {
 		}
 		spec = string(b)
 	}
-	keks, err := parseKeys(spec)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
-	}
 	activeID := getenv(EnvActiveKeyID)
-	if activeID == "" {
-		activeID = keks[0].ID()
-	} else if !containsID(keks, activeID) {
+	k, err := ParseKeyring(spec, activeID)
+	switch {
+	case errors.Is(err, ErrUnknownKey): // only the active id can be unknown
 		return nil, fmt.Errorf("%s: no key with id %q in %s", EnvActiveKeyID, activeID, source)
-	}
-	k, err := newKeyring(keks, activeID)
-	if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("%s: %w", source, err)
 	}
 	return k, nil

@@ -56,7 +56,7 @@ func parseChallenge(values []string) (challenge, error) {
 
 // authority is an approved Entra endpoint for one tenant.
 type authority struct {
-	// Base is scheme://host plus, for the local simulator only, a path prefix.
+	// Base is scheme://host.
 	Base string
 	// Tenant is the tenant from the challenge: a GUID or a domain name.
 	Tenant string
@@ -71,18 +71,15 @@ func (a authority) TokenURL(tenant string) string {
 // smuggle a path into the token URL.
 var tenantName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$`)
 
-// scenarioPrefix is a whole simulator scenario prefix (see scenarioPath).
-var scenarioPrefix = regexp.MustCompile(`^/s/[a-z0-9_]{1,64}$`)
-
 // authorityError says why an authorization_uri was refused.
 type authorityError struct{ reason string }
 
 func (e *authorityError) Error() string { return "authority not allowed: " + e.reason }
 
 // parseAuthority checks the challenge's authorization_uri against the
-// instance's cloud: https, port 443, and a host of AuthorityHosts(cloud). In
+// instance's cloud: https, port 443, and a host of authorityHosts[cloud]. In
 // loopback mode an http(s) loopback address with any port is accepted too,
-// for the local simulator, which may also put a path prefix in front.
+// for the local simulator.
 func parseAuthority(inst Instance, raw string, allowLoopback bool) (authority, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.Opaque != "" {
@@ -105,16 +102,16 @@ func parseAuthority(inst Instance, raw string, allowLoopback bool) (authority, e
 		// As ServiceClient does; the client-credentials grant refuses /common.
 		tenant = "organizations"
 	}
+	if prefix != "" {
+		return authority{}, &authorityError{fmt.Sprintf("unexpected path %q", prefix)}
+	}
 
 	host := strings.ToLower(u.Hostname())
 	if addr, err := netip.ParseAddr(host); err == nil {
 		if !allowLoopback || !addr.Unmap().IsLoopback() || u.Port() == "" || (u.Scheme != "http" && u.Scheme != "https") {
 			return authority{}, &authorityError{fmt.Sprintf("%s is an IP address", host)}
 		}
-		if prefix != "" && !scenarioPrefix.MatchString(prefix) {
-			return authority{}, &authorityError{fmt.Sprintf("unexpected path %q", prefix)}
-		}
-		return authority{Base: u.Scheme + "://" + strings.ToLower(u.Host) + prefix, Tenant: tenant}, nil
+		return authority{Base: u.Scheme + "://" + strings.ToLower(u.Host), Tenant: tenant}, nil
 	}
 	if u.Scheme != "https" {
 		return authority{}, &authorityError{fmt.Sprintf("%q is not https", raw)}
@@ -124,9 +121,6 @@ func parseAuthority(inst Instance, raw string, allowLoopback bool) (authority, e
 	}
 	if !slices.Contains(authorityHosts[inst.Cloud], host) {
 		return authority{}, &authorityError{fmt.Sprintf("%s is not a sign-in host of the %s cloud", host, inst.Cloud)}
-	}
-	if prefix != "" {
-		return authority{}, &authorityError{fmt.Sprintf("unexpected path %q", prefix)}
 	}
 	return authority{Base: "https://" + host, Tenant: tenant}, nil
 }

@@ -70,8 +70,8 @@ func TestParseAuthority(t *testing.T) {
 			authority{"https://login.microsoftonline.us", tenant}},
 		{"china", china, "https://login.partner.microsoftonline.cn/" + tenant + "/oauth2/authorize", false,
 			authority{"https://login.partner.microsoftonline.cn", tenant}},
-		{"loopback allowed when on", public, "http://127.0.0.1:8443/s/ok/" + tenant + "/oauth2/authorize", true,
-			authority{"http://127.0.0.1:8443/s/ok", tenant}},
+		{"loopback allowed when on", public, "http://127.0.0.1:8443/" + tenant + "/oauth2/authorize", true,
+			authority{"http://127.0.0.1:8443", tenant}},
 
 		{"other cloud", public, "https://login.microsoftonline.us/" + tenant + "/oauth2/authorize", false, authority{}},
 		{"public host for gcc high", gccHigh, "https://login.microsoftonline.com/" + tenant + "/oauth2/authorize", false, authority{}},

@@ -157,9 +157,3 @@ func (d *discoveryCache) put(key string, a authority) {
 	}
 	d.m[key] = cacheEntry{auth: a, expires: now.Add(d.ttl)}
 }
-
-func (d *discoveryCache) len() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.m)
-}

@@ -417,7 +417,7 @@ func TestDiscoveryCacheIsBounded(t *testing.T) {
 	for i := range 10 {
 		d.put("https://org"+strconv.Itoa(i)+".crm.dynamics.com", authority{Base: "https://login.microsoftonline.com", Tenant: "t"})
 	}
-	if n := d.len(); n != 3 {
+	if n := len(d.m); n != 3 {
 		t.Fatalf("cache holds %d entries, want 3", n)
 	}
 	if _, ok := d.get("https://org9.crm.dynamics.com"); !ok {

@@ -1,5 +1,7 @@
 package dynamics
 
+import "slices"
+
 // Setup steps: the sections of the setup guide
 // (shared/seed/dynamics-365-setup-guide.txt) a diagnosis sends the customer
 // back to. The values are contract (design.md "Test result"): do not rename.
@@ -196,9 +198,7 @@ var diagnosisByCode = func() map[string]Diagnosis {
 // Codes lists every diagnosis code with its setup step, message and hint, in
 // the order of the checks that report them (for openapi.yaml and the README).
 func Codes() []Diagnosis {
-	out := make([]Diagnosis, len(diagnoses))
-	copy(out, diagnoses)
-	return out
+	return slices.Clone(diagnoses)
 }
 
 // Lookup returns the diagnosis of code, and whether code is known.

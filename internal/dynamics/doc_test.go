@@ -82,8 +82,8 @@ func codesTable() string {
 
 func scenariosTable() string {
 	var b strings.Builder
-	b.WriteString("| instance URL path | dynconn reports | Microsoft's answer | what the simulator does |\n|---|---|---|---|\n")
-	for _, s := range simulator.Scenarios() {
+	b.WriteString("| port | scenario | dynconn reports | Microsoft's answer | what the simulator does |\n|---|---|---|---|---|\n")
+	for i, s := range simulator.Scenarios() {
 		want := "all checks `passed`"
 		if s.Code != "" {
 			want = fmt.Sprintf("`%s` (%s %s)", s.Code, s.Check, s.Status)
@@ -95,7 +95,8 @@ func scenariosTable() string {
 		case s.HTTPStatus != 0:
 			answer = fmt.Sprint(s.HTTPStatus)
 		}
-		fmt.Fprintf(&b, "| `/s/%s` | %s | %s | %s |\n", s.Name, want, answer, s.Summary)
+		// The port cmd/dynamics-simulator gives the scenario with its default -addr 127.0.0.1:8443.
+		fmt.Fprintf(&b, "| %d | `%s` | %s | %s | %s |\n", 8444+i, s.Name, want, answer, s.Summary)
 	}
 	return b.String()
 }

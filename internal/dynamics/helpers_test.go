@@ -1,19 +1,18 @@
 package dynamics
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
+	"github.com/dynconn/dynconn/internal/logtest"
 	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/secret"
 )
@@ -33,29 +32,11 @@ func newSim(t testing.TB, opts simulator.Options) *simulator.Server {
 	return s
 }
 
-// logBuffer collects log output safely across goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // newClient returns a Client with test-sized timeouts, logging into a buffer,
 // whose connections are closed when the test ends.
-func newClient(t testing.TB, opts Options) (*Client, *logBuffer) {
+func newClient(t testing.TB, opts Options) (*Client, *logtest.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &logtest.Buffer{}
 	if opts.StepTimeout == 0 {
 		opts.StepTimeout = 2 * time.Second
 	}

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
-	"slices"
 	"strings"
 
 	"github.com/dynconn/dynconn/internal/model"
@@ -130,14 +129,8 @@ func hostCloud(host string) (model.Cloud, bool) {
 	return "", false
 }
 
-// scenarioPath is the /s/{scenario} prefix by which the local simulator
-// (internal/dynamics/simulator) lets one instance URL pick one scenario, so a
-// demo user can click through every failure against a single simulator.
-var scenarioPath = regexp.MustCompile(`^/s/[a-z0-9_]{1,64}`)
-
 // loopbackInstance accepts http(s)://127.0.0.1:PORT (or [::1]) for the local
-// simulator. The path is dropped as for real instances, except a leading
-// /s/{scenario} segment, which the simulator uses to select a scenario.
+// simulator. The path is dropped as for real instances.
 func loopbackInstance(u *url.URL) (Instance, bool) {
 	if u.Scheme != "http" && u.Scheme != "https" || u.User != nil || u.Port() == "" {
 		return Instance{}, false
@@ -147,26 +140,18 @@ func loopbackInstance(u *url.URL) (Instance, bool) {
 		return Instance{}, false
 	}
 	host := strings.ToLower(u.Host)
-	path := scenarioPath.FindString(u.Path)
-	if path != "" && len(u.Path) > len(path) && u.Path[len(path)] != '/' {
-		path = "" // "/s/abc-def": not a scenario name, drop the path as usual
-	}
-	return Instance{URL: u.Scheme + "://" + host + path, Host: host, Cloud: model.CloudPublic, Loopback: true}, true
+	return Instance{URL: u.Scheme + "://" + host, Host: host, Cloud: model.CloudPublic, Loopback: true}, true
 }
 
 // authorityHosts lists the Entra sign-in hosts of each cloud, the only hosts a
 // token request may go to (design.md "Outbound calls"; microsoft-facts.md §6.2).
+// An instance's 401 challenge may name only one of its cloud's as the
+// authority, so an instance cannot make dynconn send a client secret to a host
+// of its choosing.
 var authorityHosts = map[model.Cloud][]string{
 	model.CloudPublic:  {"login.microsoftonline.com", "login.windows.net"},
 	model.CloudGCC:     {"login.microsoftonline.com", "login.windows.net"},
 	model.CloudGCCHigh: {"login.microsoftonline.us"},
 	model.CloudDoD:     {"login.microsoftonline.us"},
 	model.CloudChina:   {"login.partner.microsoftonline.cn", "login.chinacloudapi.cn"},
-}
-
-// AuthorityHosts returns the Entra sign-in hosts that belong to cloud. An
-// instance's 401 challenge may name only one of these as its authority, so an
-// instance cannot make dynconn send a client secret to a host of its choosing.
-func AuthorityHosts(cloud model.Cloud) []string {
-	return slices.Clone(authorityHosts[cloud])
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -27,6 +28,30 @@ func TestSecretState(t *testing.T) {
 		c := Connection{SecretExpiresAt: tt.expires, SecretExpiredAt: tt.expired}
 		if got := c.SecretState(now); got != tt.want {
 			t.Errorf("%s: %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestParseGUID(t *testing.T) {
+	const id = "3f2b5c1e-8d4a-4c6b-9e2f-1a2b3c4d5e6f"
+	for in, want := range map[string]string{
+		id:                              id,
+		strings.ToUpper(id):             id,
+		"{" + id + "}":                  id,
+		" \n" + id + "\t":               id,
+		"":                              "",
+		"{" + id:                        "",
+		"(" + id + ")":                  "",
+		"urn:uuid:" + id:                "",
+		strings.ReplaceAll(id, "-", ""): "",
+		id[:35] + "g":                   "",
+		id[:8] + "+" + id[9:]:           "",
+		"-" + id[1:]:                    "",
+		id + "0":                        "",
+	} {
+		got, ok := ParseGUID(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("ParseGUID(%q) = %q, %t; want %q", in, got, ok, want)
 		}
 	}
 }

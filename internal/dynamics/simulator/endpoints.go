@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+
+	"github.com/dynconn/dynconn/internal/model"
 )
 
 // Endpoints, as Count names them.
@@ -19,17 +21,15 @@ const (
 	endpointUser   = "user"
 )
 
-var (
-	guidRe   = regexp.MustCompile(`^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$`)
-	domainRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$`)
-)
+// domainRe is a directory's DNS name, the other form of a tenant in a token URL.
+var domainRe = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$`)
 
 // authorityBase is the sign-in base the challenge names for this request.
 func (h *Handler) authorityBase(q request) string {
 	if h.opts.AuthorityURL != "" {
 		return strings.TrimSuffix(h.opts.AuthorityURL, "/")
 	}
-	return q.base + q.prefix
+	return q.base
 }
 
 // instanceURL is the resource a token for this request must be for.
@@ -37,7 +37,7 @@ func (h *Handler) instanceURL(q request) string {
 	if h.opts.InstanceURL != "" {
 		return strings.TrimSuffix(h.opts.InstanceURL, "/")
 	}
-	return q.instance()
+	return q.base
 }
 
 // challenge is the WWW-Authenticate value Dataverse sends (E11).
@@ -111,7 +111,7 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request, q request) 
 		clientID, secret = u, p
 	}
 	switch {
-	case !guidRe.MatchString(tenant) && !domainRe.MatchString(tenant):
+	case !model.IsGUID(tenant) && !domainRe.MatchString(tenant):
 		h.entraError(w, r, http.StatusBadRequest, "invalid_request", 900023,
 			"Specified tenant identifier '"+tenant+"' is neither a valid DNS name, nor a valid external domain.", true)
 		return
@@ -209,7 +209,7 @@ func (h *Handler) serveUser(w http.ResponseWriter, r *http.Request, q request) {
 		return
 	}
 	m := userPath.FindStringSubmatch(q.path)
-	if m == nil || !guidRe.MatchString(m[1]) {
+	if m == nil || !model.IsGUID(m[1]) {
 		writeDataverseError(w, http.StatusBadRequest, "0x80060888", "Bad Request - Error in query syntax.")
 		return
 	}
@@ -281,8 +281,8 @@ func setEntraHeaders(w http.ResponseWriter) {
 // Correlation ID and Timestamp separated by \r\n, and the same ids as fields.
 func (h *Handler) entraError(w http.ResponseWriter, r *http.Request, status int, errName string, code int, message string, withURI bool) {
 	trace := newGUID()
-	corr := r.Header.Get("client-request-id")
-	if !guidRe.MatchString(corr) {
+	corr, ok := model.ParseGUID(r.Header.Get("client-request-id"))
+	if !ok {
 		corr = newGUID()
 	}
 	ts := h.opts.Now().UTC().Format("2006-01-02 15:04:05Z")

@@ -11,7 +11,8 @@ const ScenarioOK = "ok"
 // Scenario describes one way the simulator can answer, and what dynconn is
 // expected to make of it.
 type Scenario struct {
-	// Name selects it: Options.Scenario, SetScenario, or /s/{Name}/ in the URL.
+	// Name selects it: Options.Scenario, SetScenario, Handler.Scenario or
+	// Server.InstanceURL.
 	Name string
 	// HTTPStatus is the status of the answer that makes the difference (0
 	// when there is none: success, or no answer at all).

@@ -6,15 +6,17 @@
 // It checks what it receives (form fields, scope, client id, secret, the
 // bearer token it issued), so a wrong request gets Microsoft's error rather
 // than a pass. A scenario (see Scenarios) makes one endpoint fail the way
-// Microsoft does. The scenario is chosen per server (Options.Scenario,
-// SetScenario) or per request by a path prefix: the instance URL
-// http://127.0.0.1:PORT/s/{scenario} runs that scenario, and the challenge it
-// sends points the token request at the same prefix.
+// Microsoft does. The scenario is chosen per listener: a Server's URL runs the
+// default one (Options.Scenario, SetScenario), and InstanceURL(name) is the
+// address of a listener of its own that runs scenario name. The instance URL
+// is then a plain http://127.0.0.1:PORT, which dynconn's loopback mode admits
+// without knowing that a simulator exists.
 package simulator
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
@@ -53,10 +55,10 @@ type Options struct {
 	// UserFullName is the application user's name (default "Contoso Sync").
 	UserFullName string
 	// AuthorityURL is the sign-in base the challenge names (default: this
-	// server, with the request's scenario prefix).
+	// server as the request addressed it).
 	AuthorityURL string
 	// InstanceURL is the resource the token endpoint accepts in the scope
-	// (default: this server as the request addressed it, with the prefix).
+	// (default: this server as the request addressed it).
 	// Set it when the instance has a name other than the server's address.
 	InstanceURL string
 	// RedirectURL is where scenario "redirect" sends the probe (default
@@ -79,7 +81,7 @@ type Handler struct {
 	once    sync.Once
 
 	mu        sync.Mutex
-	scenario  string
+	scenario  *scenario         // of ServeHTTP
 	tokens    map[string]string // access token → resource it is for
 	ring      []string          // tokens in issue order, to bound the map
 	counts    map[string]int    // endpoint → requests
@@ -127,19 +129,42 @@ func NewHandler(opts Options) *Handler {
 	return h
 }
 
-// SetScenario changes the scenario of requests without a /s/ prefix.
-// "" means "ok". It returns an error for an unknown name.
+// SetScenario changes the scenario that ServeHTTP runs (the default
+// scenario; the handlers of Scenario keep theirs). "" means "ok". It returns
+// an error for an unknown name.
 func (h *Handler) SetScenario(name string) error {
+	sc, err := lookupScenario(name)
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	h.scenario = sc
+	h.mu.Unlock()
+	return nil
+}
+
+// Scenario returns a handler that runs scenario name for every request, and
+// shares h's credentials, tokens and counts. Serving it on a listener of its
+// own gives the scenario its own instance URL (see Server.InstanceURL and
+// cmd/dynamics-simulator). It returns an error for an unknown name.
+func (h *Handler) Scenario(name string) (http.Handler, error) {
+	sc, err := lookupScenario(name)
+	if err != nil {
+		return nil, err
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.serve(w, r, sc) }), nil
+}
+
+// lookupScenario returns the scenario called name; "" means "ok".
+func lookupScenario(name string) (*scenario, error) {
 	if name == "" {
 		name = ScenarioOK
 	}
-	if _, ok := scenarioByName[name]; !ok {
-		return fmt.Errorf("simulator: unknown scenario %q", name)
+	sc, ok := scenarioByName[name]
+	if !ok {
+		return nil, fmt.Errorf("simulator: unknown scenario %q", name)
 	}
-	h.mu.Lock()
-	h.scenario = name
-	h.mu.Unlock()
-	return nil
+	return sc, nil
 }
 
 // Count returns how many requests reached an endpoint: "probe" (the
@@ -168,84 +193,102 @@ func (h *Handler) LastTrace() (traceID, correlationID string) {
 // Close releases requests that hang or wait (scenarios hang and slow).
 func (h *Handler) Close() { h.once.Do(func() { close(h.closing) }) }
 
-// Server is a simulator listening on 127.0.0.1.
+// Server is a simulator listening on 127.0.0.1: one listener for the default
+// scenario, and one more for each scenario asked for with InstanceURL.
 type Server struct {
 	*Handler
 	// URL is http://127.0.0.1:PORT (https with TLSHosts): the instance URL
 	// of the default scenario, and the authority its challenge names.
 	URL  string
-	srv  *httptest.Server
+	tls  *tls.Config // nil: plain http
 	pool *x509.CertPool
+
+	mu        sync.Mutex
+	servers   []*httptest.Server
+	instances map[string]string // scenario → its listener's URL
 }
 
 // New starts a simulator on a random port of 127.0.0.1.
 func New(opts Options) *Server {
-	h := NewHandler(opts)
-	srv := httptest.NewUnstartedServer(h)
-	s := &Server{Handler: h, srv: srv}
+	s := &Server{Handler: NewHandler(opts), instances: make(map[string]string)}
 	if len(opts.TLSHosts) > 0 {
 		cert, pool, err := selfSigned(opts.TLSHosts)
 		if err != nil {
 			panic(fmt.Sprintf("simulator: certificate: %v", err))
 		}
-		srv.TLS = newTLSConfig(cert)
-		srv.StartTLS()
-		s.pool = pool
-	} else {
-		srv.Start()
+		s.tls, s.pool = newTLSConfig(cert), pool
 	}
-	s.URL = srv.URL
+	s.URL = s.listen(s.Handler)
 	return s
 }
 
-// InstanceURL is the instance URL that runs scenario name on this server.
+// listen serves h on a new random port of 127.0.0.1 and returns its URL.
+// The caller holds s.mu, or is New.
+func (s *Server) listen(h http.Handler) string {
+	srv := httptest.NewUnstartedServer(h)
+	if s.tls != nil {
+		srv.TLS = s.tls.Clone()
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
+	s.servers = append(s.servers, srv)
+	return srv.URL
+}
+
+// InstanceURL is the instance URL that runs scenario name on this server:
+// the URL of a listener of its own, started on first use. Its challenge
+// names the same listener as the authority. It panics on an unknown name.
 func (s *Server) InstanceURL(name string) string {
-	return s.URL + "/s/" + name
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.instances[name]; ok {
+		return u
+	}
+	h, err := s.Handler.Scenario(name)
+	if err != nil {
+		panic(err)
+	}
+	u := s.listen(h)
+	s.instances[name] = u
+	return u
 }
 
 // CertPool trusts the server's certificate (with TLSHosts), else nil.
 func (s *Server) CertPool() *x509.CertPool { return s.pool }
 
-// Close releases hanging requests and stops the server.
+// Close releases hanging requests and stops every listener.
 func (s *Server) Close() {
 	s.Handler.Close()
-	s.srv.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, srv := range s.servers {
+		srv.Close()
+	}
 }
 
 // request is what the router worked out about one request.
 type request struct {
 	scenario *scenario
 	base     string // scheme://host as the client addressed us
-	prefix   string // "/s/{name}" or ""
-	path     string // the path after the prefix
+	path     string
 }
 
-// instance is the instance URL this request belongs to.
-func (q request) instance() string { return q.base + q.prefix }
-
+// ServeHTTP answers with the default scenario (see SetScenario).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q := request{path: r.URL.Path}
+	h.mu.Lock()
+	sc := h.scenario
+	h.mu.Unlock()
+	h.serve(w, r, sc)
+}
+
+// serve routes one request to its endpoint, under scenario sc.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sc *scenario) {
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	q.base = scheme + "://" + r.Host
-	name := ""
-	if rest, ok := strings.CutPrefix(q.path, "/s/"); ok {
-		name, q.path, _ = strings.Cut(rest, "/")
-		q.path = "/" + q.path
-		q.prefix = "/s/" + name
-	} else {
-		h.mu.Lock()
-		name = h.scenario
-		h.mu.Unlock()
-	}
-	sc, ok := scenarioByName[name]
-	if !ok {
-		http.Error(w, "unknown simulator scenario "+name, http.StatusNotFound)
-		return
-	}
-	q.scenario = sc
+	q := request{scenario: sc, base: scheme + "://" + r.Host, path: r.URL.Path}
 
 	switch {
 	case q.path == "/api/data/v9.2/" || q.path == "/api/data/v9.2":

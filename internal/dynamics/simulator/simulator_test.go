@@ -119,32 +119,43 @@ func TestScenarioSelection(t *testing.T) {
 	if err := s.SetScenario("no_such"); err == nil {
 		t.Error("SetScenario accepted an unknown scenario")
 	}
-	resp, err := http.Get(s.URL + "/s/no_such/api/data/v9.2/")
-	if err != nil {
-		t.Fatal(err)
+	if _, err := s.Scenario("no_such"); err == nil {
+		t.Error("Scenario accepted an unknown scenario")
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 404 {
-		t.Errorf("unknown scenario prefix = %d, want 404", resp.StatusCode)
+	probe := func(base string) *http.Response {
+		t.Helper()
+		resp, err := http.Get(base + "/api/data/v9.2/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
 	}
-	resp, err = http.Get(s.InstanceURL("not_dataverse") + "/api/data/v9.2/")
-	if err != nil {
-		t.Fatal(err)
+
+	inst := s.InstanceURL("not_dataverse")
+	if inst == s.URL || s.InstanceURL("not_dataverse") != inst {
+		t.Fatalf("InstanceURL = %s (server %s), want one listener of its own, the same each time", inst, s.URL)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
+	if u, err := url.Parse(inst); err != nil || u.Hostname() != "127.0.0.1" || u.Path != "" {
+		t.Errorf("InstanceURL = %s, want http://127.0.0.1:PORT", inst)
+	}
+	if resp := probe(inst); resp.StatusCode != 200 {
 		t.Errorf("not_dataverse probe = %d, want 200", resp.StatusCode)
 	}
+	ok := s.InstanceURL(ScenarioOK)
+	want := "Bearer authorization_uri=" + ok + "/" + TenantID + "/oauth2/authorize, resource_id=" + ok + "/"
+	if resp := probe(ok); resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != want {
+		t.Errorf("ok probe = %d %q, want 401 %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), want)
+	}
+
 	if err := s.SetScenario("not_dataverse"); err != nil {
 		t.Fatal(err)
 	}
-	resp, err = http.Get(s.URL + "/api/data/v9.2/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
+	if resp := probe(s.URL); resp.StatusCode != 200 {
 		t.Errorf("after SetScenario probe = %d, want 200", resp.StatusCode)
+	}
+	if resp := probe(ok); resp.StatusCode != 401 {
+		t.Errorf("SetScenario changed the ok listener: probe = %d, want 401", resp.StatusCode)
 	}
 }
 

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"maps"
+	"strings"
+	"testing"
+)
+
+// TestConfigAuthRules checks that loadConfig applies auth's own rules, so a
+// JWKS URL that the verifier would refuse is reported with the other
+// configuration errors instead of after migrations have run.
+func TestConfigAuthRules(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string // "" for no error
+	}{
+		{"hs256", map[string]string{"AUTH_HS256_SECRET": strings.Repeat("s", 32)}, ""},
+		{"https jwks", map[string]string{"AUTH_JWKS_URL": "https://idp.example/jwks"}, ""},
+		{"http jwks on loopback", map[string]string{"AUTH_JWKS_URL": "http://127.0.0.1:9000/jwks"}, ""},
+		{"http jwks elsewhere", map[string]string{"AUTH_JWKS_URL": "http://idp.example/jwks"}, "AUTH_JWKS_URL: must be an https URL"},
+		{"neither", nil, "AUTH_JWKS_URL and AUTH_HS256_SECRET: set one of them"},
+		{"both", map[string]string{"AUTH_JWKS_URL": "https://idp.example/jwks", "AUTH_HS256_SECRET": strings.Repeat("s", 32)},
+			"AUTH_JWKS_URL and AUTH_HS256_SECRET: set only one of them"},
+		{"short secret", map[string]string{"AUTH_HS256_SECRET": "short"}, "AUTH_HS256_SECRET: must be at least 32 bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// LISTEN_ADDR is wrong too: its error must come with auth's.
+			env := map[string]string{"DATABASE_URL": "postgres://localhost/dynconn", "LISTEN_ADDR": "nope"}
+			maps.Copy(env, tt.env)
+			_, err := loadConfig(func(k string) string { return env[k] })
+			if err == nil || !strings.Contains(err.Error(), "LISTEN_ADDR") {
+				t.Fatalf("loadConfig = %v, want the LISTEN_ADDR error", err)
+			}
+			got := strings.Contains(err.Error(), "AUTH_")
+			if tt.want == "" && got || tt.want != "" && !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("loadConfig error:\n%v\nwant auth error %q", err, tt.want)
+			}
+		})
+	}
+}
