@@ -26,6 +26,7 @@ var allowedImports = map[string][]string{
 	"migrations":                     nil,
 	"internal/model":                 nil,
 	"internal/secret":                nil,
+	"internal/logtest":               nil, // test support: a log buffer safe for concurrent use
 	"internal/crypto":                nil,
 	"internal/auth":                  {"internal/secret"},
 	"internal/dynamics":              {"internal/model", "internal/secret"},

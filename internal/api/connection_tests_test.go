@@ -85,7 +85,7 @@ func TestConnectionTestEveryScenario(t *testing.T) {
 			if sc.Code != "" {
 				d, ok := dynamics.Lookup(sc.Code)
 				if !ok {
-					t.Fatalf("code %s is not in dynamics.Codes()", sc.Code)
+					t.Fatalf("code %s is not in the diagnosis table", sc.Code)
 				}
 				if !equalStep(c.SetupStep, d.Step()) || c.Message == "" || c.Hint == "" {
 					t.Errorf("check setup_step=%v message=%q hint=%q, want step %v", deref(c.SetupStep), c.Message, c.Hint, deref(d.Step()))

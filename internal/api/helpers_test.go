@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dynconn/dynconn/internal/logtest"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -46,24 +47,6 @@ var specRouter = sync.OnceValues(func() (routers.Router, error) {
 	return gorillamux.NewRouter(doc)
 })
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testEnv is a real API server on a fresh database.
 type testEnv struct {
 	t   testing.TB
@@ -72,12 +55,12 @@ type testEnv struct {
 	// pool is st's, for tests that read or break the database with SQL.
 	pool *pgxpool.Pool
 	keys *crypto.Keyring
-	logs *syncBuffer
+	logs *logtest.Buffer
 	// sim stands in for Microsoft; connections whose instance_url is
 	// sim.InstanceURL(scenario) meet that scenario.
 	sim *simulator.Server
 	// responses collects every response body, to search for secrets.
-	responses *syncBuffer
+	responses *logtest.Buffer
 }
 
 func newEnv(t testing.TB, opts ...func(*Options)) *testEnv {
@@ -93,7 +76,7 @@ func newEnv(t testing.TB, opts ...func(*Options)) *testEnv {
 func newEnvWith(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, opts ...func(*Options)) *testEnv {
 	t.Helper()
 	st := store.New(pool)
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	v, err := auth.NewVerifier(context.Background(), auth.Config{HS256Secret: hsSecret, AccountClaim: "account_id"})
 	if err != nil {
@@ -109,7 +92,7 @@ func newEnvWith(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, opts ...
 	t.Cleanup(dyn.CloseIdleConnections)
 	srv := httptest.NewServer(NewServer(logger, st, keys, v, dyn, o))
 	t.Cleanup(srv.Close)
-	return &testEnv{t: t, srv: srv, st: st, pool: pool, keys: keys, logs: logs, sim: sim, responses: &syncBuffer{}}
+	return &testEnv{t: t, srv: srv, st: st, pool: pool, keys: keys, logs: logs, sim: sim, responses: &logtest.Buffer{}}
 }
 
 // mustKey returns a keyring entry "id:base64" with a fresh key.

@@ -143,7 +143,7 @@ func checkUpstream(t *testing.T, sim *simulator.Server, sc simulator.Scenario, c
 	}
 }
 
-// TestEveryCodeHasAScenarioOrTest keeps Codes(), the simulator and this
+// TestEveryCodeHasAScenarioOrTest keeps allDiagnoses(), the simulator and this
 // package's tests in step: a code nobody can produce is dead, and a scenario
 // with an unknown code is a typo.
 func TestEveryCodeHasAScenarioOrTest(t *testing.T) {
@@ -162,7 +162,7 @@ func TestEveryCodeHasAScenarioOrTest(t *testing.T) {
 		}
 		covered[sc.Code] = true
 	}
-	for _, d := range Codes() {
+	for _, d := range allDiagnoses() {
 		if !covered[d.Code] {
 			t.Errorf("code %s has no simulator scenario or test", d.Code)
 		}

@@ -1,7 +1,5 @@
 package dynamics
 
-import "slices"
-
 // Setup steps: the sections of the setup guide
 // (shared/seed/dynamics-365-setup-guide.txt) a diagnosis sends the customer
 // back to. The values are contract (design.md "Test result"): do not rename.
@@ -195,12 +193,6 @@ var diagnosisByCode = func() map[string]Diagnosis {
 	return m
 }()
 
-// Codes lists every diagnosis code with its setup step, message and hint, in
-// the order of the checks that report them (for openapi.yaml and the README).
-func Codes() []Diagnosis {
-	return slices.Clone(diagnoses)
-}
-
 // Lookup returns the diagnosis of code, and whether code is known.
 func Lookup(code string) (Diagnosis, bool) {
 	d, ok := diagnosisByCode[code]
@@ -209,7 +201,7 @@ func Lookup(code string) (Diagnosis, bool) {
 
 // diagnosis returns the table entry of a code that must exist.
 func diagnosis(code string) Diagnosis {
-	d, ok := diagnosisByCode[code]
+	d, ok := Lookup(code)
 	if !ok {
 		panic("dynamics: unknown diagnosis code " + code)
 	}

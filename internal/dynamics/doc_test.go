@@ -14,7 +14,7 @@ import (
 var update = flag.Bool("update", false, "rewrite the generated tables of docs/diagnosis.md and README.md")
 
 // TestDiagnosisDoc keeps the tables of docs/diagnosis.md and README.md equal
-// to Codes() and simulator.Scenarios(). Run with -update after changing either.
+// to allDiagnoses() and simulator.Scenarios(). Run with -update after changing either.
 func TestDiagnosisDoc(t *testing.T) {
 	syncTables(t, filepath.Join("..", "..", "docs", "diagnosis.md"), map[string]string{
 		"codes":     codesTable(),
@@ -57,7 +57,7 @@ func syncTables(t *testing.T, path string, sections map[string]string) {
 func readmeCodesTable() string {
 	var b strings.Builder
 	b.WriteString("| code | setup_step | fix |\n|---|---|---|\n")
-	for _, d := range Codes() {
+	for _, d := range allDiagnoses() {
 		step := "—"
 		if d.SetupStep != "" {
 			step = "`" + d.SetupStep + "`"
@@ -70,7 +70,7 @@ func readmeCodesTable() string {
 func codesTable() string {
 	var b strings.Builder
 	b.WriteString("| code | setup_step | what it means | what the customer should do |\n|---|---|---|---|\n")
-	for _, d := range Codes() {
+	for _, d := range allDiagnoses() {
 		step := "null"
 		if d.SetupStep != "" {
 			step = "`" + d.SetupStep + "`"

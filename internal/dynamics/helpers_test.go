@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -97,7 +98,13 @@ func stepOf(t testing.TB, code string) *string {
 	t.Helper()
 	d, ok := Lookup(code)
 	if !ok {
-		t.Fatalf("code %q is not in Codes()", code)
+		t.Fatalf("code %q is not in allDiagnoses()", code)
 	}
 	return d.Step()
+}
+
+// allDiagnoses lists every diagnosis code with its setup step, message and hint, in
+// the order of the checks that report them (for openapi.yaml and the README).
+func allDiagnoses() []Diagnosis {
+	return slices.Clone(diagnoses)
 }

@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"net/url"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -116,22 +115,5 @@ func TestErrorsHidePassword(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestDependencies keeps the contract's dependency direction: store never
-// imports api, crypto or dynamics.
-func TestDependencies(t *testing.T) {
-	t.Parallel()
-	out, err := exec.Command("go", "list", "-deps", "github.com/dynconn/dynconn/internal/store").Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
-	for dep := range strings.FieldsSeq(string(out)) {
-		for _, banned := range []string{"api", "crypto", "dynamics"} {
-			if dep == "github.com/dynconn/dynconn/internal/"+banned {
-				t.Errorf("store imports %s", dep)
-			}
-		}
 	}
 }
