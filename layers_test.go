@@ -28,6 +28,7 @@ var allowedImports = map[string][]string{
 	"internal/secret":                nil,
 	"internal/logtest":               nil, // test support: a log buffer safe for concurrent use
 	"internal/crypto":                nil,
+	"internal/credential":            nil,
 	"internal/auth":                  {"internal/secret"},
 	"internal/dynamics":              {"internal/model", "internal/secret"},
 	"internal/dynamics/simulator":    {"internal/model"},
