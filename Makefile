@@ -23,7 +23,7 @@ help:
 	@echo 'make test                go test -race ./... against PostgreSQL'
 	@echo 'make bench               benchmarks'
 	@echo 'make db | db-stop        start / stop the private PostgreSQL (scripts/dev-postgres.sh)'
-	@echo 'make fmt | vet | lint    formatting and static checks'
+	@echo 'make fmt | vet | lint    formatting and static checks (lint also checks openapi.yaml with redocly)'
 
 db:
 ifeq ($(DATABASE_URL),)
@@ -84,8 +84,17 @@ fmt:
 vet:
 	go vet ./...
 
-# lint: formatting, vet, and staticcheck when it is installed.
+# Redocly CLI, pinned so a new release's rules can't fail a build unasked.
+REDOCLY := npx --yes @redocly/cli@2.77.0
+
+# lint: formatting, vet, staticcheck when it is installed, and openapi.yaml
+# with Redocly's recommended rules (0 warnings; .redocly.lint-ignore.yaml lists
+# the accepted exceptions).
 lint: vet
 	@unformatted=$$(gofmt -l $(GO_FILES)); \
 	if [[ -n "$$unformatted" ]]; then echo "not gofmt'ed:"; echo "$$unformatted"; exit 1; fi
 	@if command -v staticcheck >/dev/null; then staticcheck ./...; else echo "staticcheck not installed: skipped"; fi
+	@command -v npx >/dev/null || { echo "npx not found: install Node.js (e.g. apt-get install npm) to lint openapi.yaml"; exit 1; }
+	@# redocly fails on errors only; a warning fails here too.
+	@out=$$($(REDOCLY) lint openapi.yaml 2>&1) || { echo "$$out"; exit 1; }; echo "$$out"; \
+	if grep -Eq 'You have [0-9]+ warnings?' <<<"$$out"; then echo "openapi.yaml: fix the redocly warnings above"; exit 1; fi
