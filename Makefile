@@ -58,6 +58,7 @@ run: db $(DEV)/keys $(DEV)/hs256
 	echo "    -d '{\"name\":\"Contoso\",\"instance_url\":\"https://contoso.crm.dynamics.com\",\"client_id\":\"3f2b5c1e-8d4a-4b6e-9c7f-1a2b3c4d5e6f\",\"client_secret\":\"Abc8Q~example-secret-value\"}'"; \
 	echo; \
 	echo "List them:  curl -sS localhost:8080/connections -H \"Authorization: Bearer $$token\""; \
+	echo "The modal:  http://localhost:8080/modal/#token=$$token"; \
 	echo "Readiness:  curl -sS localhost:8080/readyz"; \
 	echo "Metrics:    curl -sS $$METRICS_ADDR/metrics"; \
 	if [[ "$${DYNAMICS_ALLOW_LOOPBACK:-}" == true ]]; then echo "DYNAMICS_ALLOW_LOOPBACK=true: http://127.0.0.1:PORT instance URLs (make simulator) are allowed"; fi; \

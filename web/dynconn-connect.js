@@ -99,7 +99,7 @@ input:focus-visible, button:focus-visible, a:focus-visible { outline: none; box-
 input[aria-invalid="true"] { border-color: var(--_error); }
 .help { margin: 0; color: var(--_muted); font-size: .9em; }
 a { color: var(--_accent); }
-.error { margin: 0; color: var(--_error); font-size: .9em; font-weight: 600; }
+.error { margin: 0; color: var(--_error); font-size: .9em; font-weight: 500; }
 .error::before { content: "⚠ "; }
 .actions { display: flex; gap: .5rem; justify-content: flex-end; flex-wrap: wrap; }
 button {
@@ -109,6 +109,7 @@ button {
 button.primary { background: var(--_accent); border-color: var(--_accent); color: var(--_on-accent); }
 button:disabled { opacity: .6; cursor: progress; }
 button.reveal { padding: .5rem .75rem; }
+button.reveal[aria-pressed="true"] { border-color: var(--_accent); color: var(--_accent); }
 .status:empty, .result:empty { display: none; }
 .status { margin: 0; }
 .status.failed { color: var(--_error); }
@@ -193,9 +194,6 @@ const dateOf = (ts) => (ts ? ts.slice(0, 10) : "");
 export class DynconnConnect extends HTMLElement {
   static observedAttributes = ["connection-id", "api-base", "guide-url"];
 
-  /** @type {(() => Promise<string>) | null} */
-  getToken = null;
-
   #root;
   #inputs = {};
   #errors = {};
@@ -208,6 +206,9 @@ export class DynconnConnect extends HTMLElement {
   #submission = null; // {body, key}: a retried identical create reuses its key
   #busy = false;
   #loading = 0; // which load is current, so a stale answer is dropped
+  #wanted = ""; // the connection id shown or being loaded; "" for a new one
+  #getToken = null;
+  #waitingForToken = false; // a load waits until the host sets getToken
 
   constructor() {
     super();
@@ -218,6 +219,22 @@ export class DynconnConnect extends HTMLElement {
     }
     this.#root.adoptedStyleSheets = [sheet];
     this.#render();
+    // A host may set properties before this module defined the element;
+    // those landed on the instance and would hide the accessors.
+    for (const p of ["getToken", "apiBase", "guideUrl", "connectionId"]) {
+      if (Object.hasOwn(this, p)) {
+        const v = this[p];
+        delete this[p];
+        this[p] = v;
+      }
+    }
+  }
+
+  /** @type {(() => Promise<string>) | null} called before each request for a bearer token */
+  get getToken() { return this.#getToken; }
+  set getToken(fn) {
+    this.#getToken = fn;
+    if (fn && this.#waitingForToken) this.#load();
   }
 
   get apiBase() {
@@ -237,13 +254,12 @@ export class DynconnConnect extends HTMLElement {
   }
 
   connectedCallback() {
-    if (this.connectionId && this.#connection?.id !== this.connectionId) this.#load();
+    if (this.#wanted !== this.connectionId) this.#load();
   }
 
   attributeChangedCallback(name, old, value) {
     if (name === "guide-url") this.#renderLinks();
-    if (name !== "connection-id" || old === value || !this.isConnected) return;
-    if (value && this.#connection?.id === value) return; // just saved: already shown
+    if (name !== "connection-id" || !this.isConnected || this.#wanted === (value ?? "")) return;
     this.#load();
   }
 
@@ -265,11 +281,11 @@ export class DynconnConnect extends HTMLElement {
           type: "button", class: "reveal", part: "button reveal-button",
           "aria-controls": f.name, "aria-pressed": "false",
         }, "Show");
+        // The name stays "Show"; aria-pressed says whether it is on.
         reveal.addEventListener("click", () => {
           const shown = input.type === "password";
           input.type = shown ? "text" : "password";
           reveal.setAttribute("aria-pressed", String(shown));
-          reveal.textContent = shown ? "Hide" : "Show";
         });
         control.append(reveal);
       }
@@ -297,7 +313,6 @@ export class DynconnConnect extends HTMLElement {
 
   // #renderLinks writes each field's help with a link to its guide step.
   #renderLinks() {
-    if (!this.#root) return;
     const editing = Boolean(this.connectionId);
     for (const f of FIELDS) {
       const help = this.#helps[f.name];
@@ -366,17 +381,27 @@ export class DynconnConnect extends HTMLElement {
     v.instance_url.value = c.instance_url;
     v.client_id.value = c.client_id;
     v.client_secret.value = "";
+    this.#maskSecret();
     v.client_secret_expires_at.value = dateOf(c.client_secret?.expires_at);
     v.name.value = c.name;
     v.client_secret.required = false;
     v.client_secret.removeAttribute("aria-required");
+    this.#wanted = c.id; // so setting the attribute below loads nothing
     this.connectionId = c.id;
     this.#renderLinks();
+  }
+
+  #maskSecret() {
+    this.#inputs.client_secret.type = "password";
+    this.#root.querySelector(".reveal").setAttribute("aria-pressed", "false");
   }
 
   async #load() {
     const id = this.connectionId;
     const ticket = ++this.#loading;
+    this.#wanted = id;
+    this.#waitingForToken = Boolean(id && !this.#getToken);
+    if (this.#waitingForToken) return;
     this.#clearMessages();
     this.#result.replaceChildren();
     if (!id) {
@@ -384,6 +409,7 @@ export class DynconnConnect extends HTMLElement {
       this.#etag = null;
       this.#submission = null;
       for (const input of Object.values(this.#inputs)) input.value = "";
+      this.#maskSecret();
       this.#inputs.client_secret.required = true;
       this.#inputs.client_secret.setAttribute("aria-required", "true");
       this.#renderLinks();
@@ -460,7 +486,7 @@ export class DynconnConnect extends HTMLElement {
       this.#fill(c, res.headers.get("ETag"));
       this.#say(editing ? "Changes saved." : "Connection saved.");
       this.dispatchEvent(new CustomEvent("dynconn-saved", { detail: c, bubbles: true, composed: true }));
-      if (!this.#etag) await this.#refreshETag(c.id); // a replayed create carries none
+      if (!this.#etag) this.#refreshETag(c.id);
     } catch (err) {
       this.#unreachable(err);
     } finally {
@@ -477,9 +503,18 @@ export class DynconnConnect extends HTMLElement {
     return this.#submission.key;
   }
 
+  // #refreshETag reads the version of a connection whose create answer had
+  // no ETag (dynconn sends none on a create with an Idempotency-Key), so the
+  // next save can still say If-Match. Should it fail, that save goes without.
   async #refreshETag(id) {
-    const res = await this.#request("GET", `/connections/${encodeURIComponent(id)}`);
-    if (res.ok) this.#etag = res.headers.get("ETag");
+    const ticket = this.#loading;
+    try {
+      const res = await this.#request("GET", `/connections/${encodeURIComponent(id)}`);
+      // Only if the form still shows this connection as saved then.
+      if (res.ok && ticket === this.#loading && this.#connection?.id === id && !this.#etag) this.#etag = res.headers.get("ETag");
+    } catch {
+      // a network error here costs only the If-Match of the next save
+    }
   }
 
   async #test() {
@@ -639,7 +674,7 @@ export class DynconnConnect extends HTMLElement {
 
   async #request(method, path, { body, headers = {} } = {}) {
     const h = new Headers(headers);
-    const token = this.getToken ? await this.getToken() : "";
+    const token = this.#getToken ? await this.#getToken() : "";
     if (token) h.set("Authorization", `Bearer ${token}`);
     if (body !== undefined) h.set("Content-Type", "application/json");
     const base = this.apiBase.endsWith("/") ? this.apiBase : `${this.apiBase}/`;
