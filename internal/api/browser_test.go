@@ -354,6 +354,57 @@ func TestModalTestSaveAndEdit(t *testing.T) {
 	b.finish()
 }
 
+// TestModalKeyboardAndLabels checks what a keyboard or screen reader user
+// needs: every input labelled, help tied to it, live regions for what
+// changes, and Tab reaching every control of the form in order.
+func TestModalKeyboardAndLabels(t *testing.T) {
+	e := newEnv(t)
+	b := newBrowser(t)
+	b.open(e, "acct-keys")
+	for name, f := range b.form().Fields {
+		if f.Label == "" || f.DescribedBy != name+"-help" || f.Invalid != "false" {
+			t.Errorf("%s: label %q, aria-describedby %q, aria-invalid %q", name, f.Label, f.DescribedBy, f.Invalid)
+		}
+	}
+	live, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](
+		`[...document.querySelector("dynconn-connect").shadowRoot.querySelectorAll("[aria-live]")].map((e) => e.className + " " + e.getAttribute("aria-live"))`))
+	if diff := cmp.Diff([]string{"result polite", "status polite"}, live); err != nil || diff != "" {
+		t.Errorf("live regions (-want +got):\n%s %v", diff, err)
+	}
+
+	// Tab from the page's token field through the whole form.
+	controls, err := chromedp.Run(b.ctx, chromedp.Evaluate[[]string](`[...document.querySelector("dynconn-connect").shadowRoot
+		.querySelectorAll("input, button, a[href]")].map((e) => e.id || e.textContent)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do(chromedp.Focus(chromedp.ID("token")))
+	var reached []string
+	// A date input takes one Tab per part (month, day, year): count a
+	// control once however many presses it takes, until the last one.
+	for range 3 * len(controls) {
+		b.do(chromedp.KeyEvent("\t"))
+		id, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`(() => {
+			const root = document.activeElement?.shadowRoot;
+			const e = root ? root.activeElement : null;
+			return e ? (e.id || e.textContent) : "outside: " + document.activeElement?.id;
+		})()`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(reached) == 0 || reached[len(reached)-1] != id {
+			reached = append(reached, id)
+		}
+		if id == controls[len(controls)-1] {
+			break
+		}
+	}
+	if diff := cmp.Diff(controls, reached); diff != "" {
+		t.Errorf("Tab order (-controls in document order +reached):\n%s", diff)
+	}
+	b.finish()
+}
+
 // TestChromiumMissingFails keeps the promise that a missing browser fails
 // the tests rather than skipping them: with no Chromium on PATH and no way
 // to install one, scripts/chromium.sh exits non-zero.
