@@ -27,6 +27,7 @@ var allowedImports = map[string][]string{
 	"internal/model":                 nil,
 	"internal/secret":                nil,
 	"internal/logtest":               nil, // test support: a log buffer safe for concurrent use
+	"web":                            nil, // the modal's static files
 	"internal/crypto":                nil,
 	"internal/credential":            nil,
 	"internal/auth":                  {"internal/secret"},
@@ -37,7 +38,7 @@ var allowedImports = map[string][]string{
 	"internal/rotation":              {"internal/crypto", "internal/model", "internal/store"},
 	"internal/rotation/rotationtest": {"internal/crypto", "internal/model", "internal/store"},
 	"internal/api": {"", "internal/auth", "internal/crypto", "internal/dynamics",
-		"internal/model", "internal/secret", "internal/store"},
+		"internal/model", "internal/secret", "internal/store", "web"},
 	"cmd/devtoken":           {"internal/auth"},
 	"cmd/dynamics-simulator": {"internal/dynamics/simulator"},
 	"cmd/server": {"internal/api", "internal/auth", "internal/crypto", "internal/dynamics",

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dynconn/dynconn/internal/api"
 	"github.com/dynconn/dynconn/internal/auth"
 	"github.com/dynconn/dynconn/internal/secret"
 )
@@ -22,6 +23,7 @@ type config struct {
 	Auth          auth.Config
 	AllowLoopback bool
 	LogLevel      slog.Level
+	CORSOrigins   []string // exact origins whose pages may call the API
 }
 
 // loadConfig reads and checks the environment, reporting every problem at
@@ -58,6 +60,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	var err error
 	if cfg.AllowLoopback, err = parseBool(getenv("DYNAMICS_ALLOW_LOOPBACK")); err != nil {
 		errs = append(errs, fmt.Errorf("DYNAMICS_ALLOW_LOOPBACK: %w", err))
+	}
+	if cfg.CORSOrigins, err = api.ParseOrigins(getenv("CORS_ALLOWED_ORIGINS")); err != nil {
+		errs = append(errs, fmt.Errorf("CORS_ALLOWED_ORIGINS: %w", err))
 	}
 	if s := getenv("LOG_LEVEL"); s != "" {
 		if err := cfg.LogLevel.UnmarshalText([]byte(s)); err != nil {

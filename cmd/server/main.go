@@ -127,7 +127,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 
 	srv := &http.Server{
 		Addr:              cfg.ListenAddr,
-		Handler:           api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics}),
+		Handler:           api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics, CORSAllowedOrigins: cfg.CORSOrigins}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      60 * time.Second, // a connection test may take its full 25 s deadline

@@ -180,12 +180,13 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	env := map[string]string{
 		"DATABASE_URL": "mysql://x", "LISTEN_ADDR": "nope", "ENCRYPTION_KEYS": "k1:not-base64!",
 		"AUTH_HS256_SECRET": "short", "DYNAMICS_ALLOW_LOOPBACK": "perhaps", "LOG_LEVEL": "loud",
+		"CORS_ALLOWED_ORIGINS": "https://app.example.com/",
 	}
 	err := run(context.Background(), []string{"server", "serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("run accepted a broken configuration")
 	}
-	for _, v := range []string{"DATABASE_URL", "LISTEN_ADDR", "ENCRYPTION_KEYS", "AUTH_HS256_SECRET", "DYNAMICS_ALLOW_LOOPBACK", "LOG_LEVEL"} {
+	for _, v := range []string{"DATABASE_URL", "LISTEN_ADDR", "ENCRYPTION_KEYS", "AUTH_HS256_SECRET", "DYNAMICS_ALLOW_LOOPBACK", "LOG_LEVEL", "CORS_ALLOWED_ORIGINS"} {
 		if !strings.Contains(err.Error(), v) {
 			t.Errorf("error does not name %s:\n%v", v, err)
 		}

@@ -31,6 +31,9 @@ type Options struct {
 	TestBurst int
 	// Metrics records requests and tests; nil records nothing.
 	Metrics *Metrics
+	// CORSAllowedOrigins are the exact origins whose pages may call the API
+	// from a browser (CORS_ALLOWED_ORIGINS, see ParseOrigins); none by default.
+	CORSAllowedOrigins []string
 }
 
 func (o *Options) defaults() {
@@ -52,7 +55,7 @@ func (o *Options) defaults() {
 func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, dyn tester, opts Options) http.Handler {
 	opts.defaults()
 	r := chi.NewRouter()
-	r.Use(requestID, accessLog(logger, opts.Metrics), recoverer(logger))
+	r.Use(requestID, accessLog(logger, opts.Metrics), recoverer(logger), noStore, allowOrigins(opts.CORSAllowedOrigins))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, logger, newProblem(http.StatusNotFound, typeNotFound, "Not found.", "No such endpoint: see /openapi.yaml."))
 	})
@@ -69,6 +72,8 @@ func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.
 	r.Method(http.MethodGet, "/healthz", handleHealthz())
 	r.Method(http.MethodGet, "/readyz", handleReadyz(logger, st, keys))
 	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())
+	r.Method(http.MethodGet, "/modal/", handleModal(logger))
+	r.Method(http.MethodGet, "/modal/{file}", handleModal(logger))
 	r.Group(func(r chi.Router) {
 		r.Use(deadline(opts.RequestTimeout), authenticate(logger, verifier))
 		r.Method(http.MethodPost, "/connections", handleConnectionCreate(logger, st, keys, opts))
