@@ -39,13 +39,20 @@ func (c *Client) Test(ctx context.Context, cr Credentials) model.TestResult {
 		{Name: model.CheckSecurityRole, Status: model.CheckSkipped},
 	}
 	steps := []func(context.Context) model.Check{r.instanceURL, r.tenantDiscovery, r.token, r.whoAmI, r.securityRole}
+	progress := progressFrom(ctx)
+	done := 0
 	for i, step := range steps {
 		check := step(ctx)
 		check.Name = r.checks[i].Name
 		r.checks[i] = check
+		progress(check)
+		done++
 		if check.Status == model.CheckFailed {
 			break
 		}
+	}
+	for _, skipped := range r.checks[done:] {
+		progress(skipped)
 	}
 
 	res := model.TestResult{OK: true, TestedAt: testedAt, Checks: r.checks}

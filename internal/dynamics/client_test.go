@@ -436,3 +436,28 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestProgress checks that a test under WithProgress reports its five checks
+// in order, each as soon as it is decided (before the next step's request
+// reaches Microsoft), and exactly as the result holds them.
+func TestProgress(t *testing.T) {
+	for _, scenario := range []string{"ok", "secret_invalid"} {
+		t.Run(scenario, func(t *testing.T) {
+			sim := newSim(t, simulator.Options{})
+			c, _ := newClient(t, Options{AllowLoopback: true})
+			var got []model.Check
+			tokenRequestsAt := map[string]int{}
+			ctx := WithProgress(context.Background(), func(ch model.Check) {
+				got = append(got, ch)
+				tokenRequestsAt[ch.Name] = sim.Count("token")
+			})
+			res := c.Test(ctx, simCreds(sim.InstanceURL(scenario)))
+			if diff := cmp.Diff(res.Checks, got); diff != "" {
+				t.Errorf("reported checks differ from the result (-result +reported):\n%s", diff)
+			}
+			if n := tokenRequestsAt[model.CheckTenantDiscovery]; n != 0 {
+				t.Errorf("tenant_discovery was reported after %d token requests, want before the token step", n)
+			}
+		})
+	}
+}
