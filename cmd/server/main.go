@@ -108,7 +108,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if err := store.Migrate(cfg.DatabaseURL.Reveal(), "up"); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal())
+	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal(), logger)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "database", redactURL(cfg.DatabaseURL.Reveal()),
-		"active_key", keys.ActiveID(), "schema_version", store.SchemaVersion)
+		"pool_max_conns", st.MaxConns(), "active_key", keys.ActiveID(), "schema_version", store.SchemaVersion)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	// Metrics get their own listener, so they can stay on an internal

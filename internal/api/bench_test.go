@@ -55,7 +55,7 @@ type benchServer struct {
 func newBenchServer(b *testing.B, opts Options) *benchServer {
 	b.Helper()
 	dbURL := storetest.URL(b)
-	st, err := store.Open(context.Background(), dbURL)
+	st, err := store.Open(context.Background(), dbURL, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -24,7 +24,7 @@ func TestMigrateDownAndUp(t *testing.T) {
 	t.Parallel()
 	dbURL := storetest.URL(t)
 	ctx := context.Background()
-	s, err := store.Open(ctx, dbURL)
+	s, err := store.Open(ctx, dbURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
