@@ -118,6 +118,10 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return fmt.Errorf("auth: %w", err)
 	}
 
+	hashKey, err := api.LoadRequestHashKey(ctx, st, keys)
+	if err != nil {
+		return err
+	}
 	dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: cfg.AllowLoopback, Logger: logger})
 	defer dyn.CloseIdleConnections()
 	go purgeIdempotencyKeys(ctx, logger, st)
@@ -127,7 +131,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 
 	srv := &http.Server{
 		Addr:              cfg.ListenAddr,
-		Handler:           api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics}),
+		Handler:           api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics, RequestHashKey: hashKey}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      60 * time.Second, // a connection test may take its full 25 s deadline

@@ -78,6 +78,9 @@ func newBenchServer(b *testing.B, opts Options) *benchServer {
 	b.Cleanup(sim.Close)
 	dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: true, Logger: logger})
 	b.Cleanup(dyn.CloseIdleConnections)
+	if opts.RequestHashKey, err = LoadRequestHashKey(context.Background(), st, keys); err != nil {
+		b.Fatal(err)
+	}
 	opts.AllowLoopback = true
 	opts.Metrics = NewMetrics(prometheus.NewRegistry())
 	srv := httptest.NewServer(NewServer(logger, st, keys, v, dyn, opts))

@@ -86,7 +86,11 @@ func newEnvOn(t testing.TB, st *store.Store, pool *pgxpool.Pool, keys *crypto.Ke
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{AllowLoopback: true}
+	hashKey, err := LoadRequestHashKey(context.Background(), st, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{AllowLoopback: true, RequestHashKey: hashKey}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -31,6 +31,9 @@ type Options struct {
 	TestBurst int
 	// Metrics records requests and tests; nil records nothing.
 	Metrics *Metrics
+	// RequestHashKey keys the hashes of idempotent creates' bodies
+	// (LoadRequestHashKey). Required.
+	RequestHashKey []byte
 }
 
 func (o *Options) defaults() {
@@ -51,6 +54,9 @@ func (o *Options) defaults() {
 // NewServer returns the HTTP handler of the whole API.
 func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, dyn tester, opts Options) http.Handler {
 	opts.defaults()
+	if len(opts.RequestHashKey) != requestHashKeySize {
+		panic("api: Options.RequestHashKey must be the key LoadRequestHashKey returns")
+	}
 	r := chi.NewRouter()
 	r.Use(requestID, accessLog(logger, opts.Metrics), recoverer(logger))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
