@@ -220,6 +220,7 @@ func TestErrorStatuses(t *testing.T) {
 	}{
 		{"no token", "GET", "/connections", "", nil, nil, 401, typeUnauthorized},
 		{"garbage token", "GET", "/connections", "", nil, []string{"Authorization", "Bearer not.a.jwt"}, 401, typeUnauthorized},
+		{"NUL in the token's account", "POST", "/connections", "", validCreate(), []string{"Authorization", "Bearer " + token(t, "acct\x00a")}, 401, typeUnauthorized},
 		{"malformed JSON", "POST", "/connections", "acct-a", `{"instance_url": `, nil, 400, typeMalformed},
 		{"JSON array", "POST", "/connections", "acct-a", `[1,2]`, nil, 400, typeMalformed},
 		{"trailing data", "POST", "/connections", "acct-a", `{} {}`, nil, 400, typeMalformed},
