@@ -96,6 +96,10 @@ func TestCreateNormalises(t *testing.T) {
 		{"https://agency.crm.appsplatform.us", "https://agency.crm.appsplatform.us", "dod"},
 		{"https://contoso.crm.dynamics.cn", "https://contoso.crm.dynamics.cn", "china"},
 		{"https://contoso.api.crm.dynamics.com/api/data/v9.2/", "https://contoso.api.crm.dynamics.com", "public"},
+		// The simulator's address (DYNAMICS_ALLOW_LOOPBACK, on in these
+		// tests) in its one form, which parses again.
+		{"http://[::ffff:127.0.0.1]:8443", "http://127.0.0.1:8443", "public"},
+		{"http://[::1%25lo]:8443/", "http://[::1]:8443", "public"},
 	}
 	for i, tt := range tests {
 		body := with(validCreate(), "instance_url", tt.in, "client_id", fmt.Sprintf("{2222222%d-2222-2222-2222-22222222222A}", i),
