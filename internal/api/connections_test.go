@@ -426,3 +426,39 @@ func TestEveryRouteIsInTheSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEveryResponseIsNoStore sends every route, authenticated or not, and a
+// few requests no route takes, and wants Cache-Control: no-store on each
+// answer: they carry an account's data, or say whether it exists.
+func TestEveryResponseIsNoStore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.do("POST", "/connections", "acct-a", validCreate()).json(t)["id"].(string)
+	type request struct{ method, path, account string }
+	requests := []request{{"GET", "/nowhere", ""}, {"BREW", "/connections", "acct-a"}, {"PUT", "/connections", "acct-a"}}
+	routes := chi.NewRouter()
+	addRoutes(routes, nil, nil, nil, nil, nil, Options{})
+	err := chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		path := strings.ReplaceAll(route, "{id}", id)
+		requests = append(requests, request{method, path, "acct-a"}, request{method, path, ""})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rq := range requests {
+		req, _ := http.NewRequest(rq.method, e.srv.URL+rq.path, strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		if rq.account != "" {
+			req.Header.Set("Authorization", "Bearer "+token(t, rq.account))
+		}
+		res, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if got := res.Header.Get("Cache-Control"); got != "no-store" {
+			t.Errorf("%s %s (account %q) → %d with Cache-Control %q", rq.method, rq.path, rq.account, res.StatusCode, got)
+		}
+	}
+}

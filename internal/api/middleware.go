@@ -144,3 +144,12 @@ func deadline(d time.Duration) func(http.Handler) http.Handler {
 		})
 	}
 }
+
+// noStore keeps every response out of caches: they are an account's data.
+// The modal's static files replace it with their own policy.
+func noStore(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}

@@ -58,7 +58,7 @@ func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verif
 		panic("api: Options.RequestHashKey must be the key LoadRequestHashKey returns")
 	}
 	r := chi.NewRouter()
-	r.Use(requestID, accessLog(logger, opts.Metrics), recoverer(logger))
+	r.Use(requestID, accessLog(logger, opts.Metrics), recoverer(logger), noStore)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, logger, newProblem(http.StatusNotFound, typeNotFound, "Not found.", "No such endpoint: see /openapi.yaml."))
 	})
