@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -155,9 +156,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 			_ = srv.Close()
 			return fmt.Errorf("listen on %s (METRICS_ADDR): %w", cfg.MetricsAddr, err)
 		}
-		metricsSrv = &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		metricsSrv = &http.Server{Handler: operationsHandler(reg), ReadHeaderTimeout: 5 * time.Second}
 		go func() { errc <- metricsSrv.Serve(mln) }()
-		logger.Info("serving metrics", "addr", mln.Addr().String(), "path", "/metrics")
+		logger.Info("serving metrics and profiles", "addr", mln.Addr().String(), "paths", "/metrics /debug/pprof/")
 	}
 	select {
 	case err := <-errc:
@@ -175,6 +176,22 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// operationsHandler serves the metrics listener: Prometheus metrics at
+// /metrics and Go's profiles at /debug/pprof/ (go tool pprof
+// http://METRICS_ADDR/debug/pprof/profile). Profiles show code and timings,
+// never request data, but like metrics they are for operators only: that is
+// why they are on this listener and not the API's.
+func operationsHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also serves the named profiles: heap, goroutine, …
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // purgeIdempotencyKeys deletes expired idempotency keys every few minutes
