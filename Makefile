@@ -21,7 +21,7 @@ help:
 	@echo 'make run-with-simulator  the same, with DYNAMICS_ALLOW_LOOPBACK=true for make simulator'
 	@echo 'make simulator           run the local Dynamics 365 / Entra simulator'
 	@echo 'make test                go test -race ./... against PostgreSQL'
-	@echo 'make bench               benchmarks'
+	@echo 'make bench               benchmarks, ending with create/pgbench and test-overhead figures'
 	@echo 'make db | db-stop        start / stop the private PostgreSQL (scripts/dev-postgres.sh)'
 	@echo 'make fmt | vet | lint    formatting and static checks (lint also checks openapi.yaml with redocly)'
 
@@ -74,8 +74,14 @@ simulator:
 test: db
 	DATABASE_URL="$(DB_URL)" go test -race -count=1 ./...
 
+# bench ends with the two comparisons that matter (internal/api/bench_test.go):
+# creates through the API against pgbench inserting the same rows, and the
+# test endpoint's overhead over a bare client, each measured in one run.
 bench: db
-	DATABASE_URL="$(DB_URL)" go test -run '^$$' -bench . -benchmem ./...
+	@mkdir -p $(DEV)
+	DATABASE_URL="$(DB_URL)" go test -run '^$$' -bench . -benchmem ./... | tee $(DEV)/bench.txt
+	@echo; echo 'dynconn beside its floor (same run, same machine; compare ratios, not absolute numbers):'
+	@grep -hE '^ +bench_test.go:[0-9]+: (create|test endpoint):' $(DEV)/bench.txt | sed -E 's/^ +bench_test.go:[0-9]+: /  /'
 
 GO_FILES = $$(find . -name '*.go' -not -path './.dev/*' -not -path './.git/*')
 

@@ -3,9 +3,12 @@
 #
 # A private PostgreSQL cluster for `make run` and `make test`, so neither needs
 # a database set up by hand. It lives in .dev/postgres in the checkout
-# (git-ignored), listens on 127.0.0.1:${DEV_PG_PORT:-54329} and on a Unix
+# (git-ignored), listens on 127.0.0.1:${DEV_PG_PORT:-25432} and on a Unix
 # socket in that folder, trusts local connections, and runs with fsync=off:
-# its data is disposable.
+# its data is disposable. The port is below Linux's ephemeral range
+# (32768-60999): while the server is down, clients reconnecting to a port in
+# that range can be given it as their own local port (a TCP self-connect), and
+# the server then cannot start again ("address already in use").
 #
 # PostgreSQL is taken from the system (pg_config --bindir, else the newest
 # /usr/lib/postgresql/*/bin); as root on Debian/Ubuntu it is installed with
@@ -16,7 +19,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-PORT=${DEV_PG_PORT:-54329}
+PORT=${DEV_PG_PORT:-25432}
 DB=dynconn
 IN_CHECKOUT="$ROOT/.dev/postgres"
 FALLBACK="/tmp/dynconn-pg-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)"

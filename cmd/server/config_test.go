@@ -16,8 +16,9 @@ func TestConfigAuthRules(t *testing.T) {
 		want string // "" for no error
 	}{
 		{"hs256", map[string]string{"AUTH_HS256_SECRET": strings.Repeat("s", 32)}, ""},
-		{"https jwks", map[string]string{"AUTH_JWKS_URL": "https://idp.example/jwks"}, ""},
-		{"http jwks on loopback", map[string]string{"AUTH_JWKS_URL": "http://127.0.0.1:9000/jwks"}, ""},
+		{"https jwks", map[string]string{"AUTH_JWKS_URL": "https://idp.example/jwks", "AUTH_AUDIENCE": "dynconn"}, ""},
+		{"http jwks on loopback", map[string]string{"AUTH_JWKS_URL": "http://127.0.0.1:9000/jwks", "AUTH_AUDIENCE": "dynconn"}, ""},
+		{"jwks without audience", map[string]string{"AUTH_JWKS_URL": "https://idp.example/jwks"}, "AUTH_AUDIENCE: required with AUTH_JWKS_URL"},
 		{"http jwks elsewhere", map[string]string{"AUTH_JWKS_URL": "http://idp.example/jwks"}, "AUTH_JWKS_URL: must be an https URL"},
 		{"neither", nil, "AUTH_JWKS_URL and AUTH_HS256_SECRET: set one of them"},
 		{"both", map[string]string{"AUTH_JWKS_URL": "https://idp.example/jwks", "AUTH_HS256_SECRET": strings.Repeat("s", 32)},

@@ -151,7 +151,7 @@ func openForKeys(ctx context.Context, getenv func(string) string) (*store.Store,
 	if err := errors.Join(checkDatabaseURL(dbURL), kerr); err != nil {
 		return nil, nil, fmt.Errorf("configuration:\n%w", err)
 	}
-	st, err := store.Open(ctx, dbURL)
+	st, err := store.Open(ctx, dbURL, nil)
 	if err != nil {
 		return nil, nil, err
 	}

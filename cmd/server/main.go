@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -108,7 +109,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if err := store.Migrate(cfg.DatabaseURL.Reveal(), "up"); err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal())
+	st, err := store.Open(ctx, cfg.DatabaseURL.Reveal(), logger)
 	if err != nil {
 		return err
 	}
@@ -118,6 +119,10 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return fmt.Errorf("auth: %w", err)
 	}
 
+	hashKey, err := api.LoadRequestHashKey(ctx, st, keys)
+	if err != nil {
+		return err
+	}
 	dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: cfg.AllowLoopback, Logger: logger})
 	defer dyn.CloseIdleConnections()
 	go purgeIdempotencyKeys(ctx, logger, st)
@@ -127,7 +132,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 
 	srv := &http.Server{
 		Addr:              cfg.ListenAddr,
-		Handler:           api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics, CORSAllowedOrigins: cfg.CORSOrigins}),
+		Handler:           api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics, CORSAllowedOrigins: cfg.CORSOrigins, RequestHashKey: hashKey}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      60 * time.Second, // a connection test may take its full 25 s deadline
@@ -139,7 +144,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "database", redactURL(cfg.DatabaseURL.Reveal()),
-		"active_key", keys.ActiveID(), "schema_version", store.SchemaVersion)
+		"pool_max_conns", st.MaxConns(), "active_key", keys.ActiveID(), "schema_version", store.SchemaVersion)
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	// Metrics get their own listener, so they can stay on an internal
@@ -151,9 +156,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 			_ = srv.Close()
 			return fmt.Errorf("listen on %s (METRICS_ADDR): %w", cfg.MetricsAddr, err)
 		}
-		metricsSrv = &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		metricsSrv = &http.Server{Handler: operationsHandler(reg), ReadHeaderTimeout: 5 * time.Second}
 		go func() { errc <- metricsSrv.Serve(mln) }()
-		logger.Info("serving metrics", "addr", mln.Addr().String(), "path", "/metrics")
+		logger.Info("serving metrics and profiles", "addr", mln.Addr().String(), "paths", "/metrics /debug/pprof/")
 	}
 	select {
 	case err := <-errc:
@@ -171,6 +176,22 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// operationsHandler serves the metrics listener: Prometheus metrics at
+// /metrics and Go's profiles at /debug/pprof/ (go tool pprof
+// http://METRICS_ADDR/debug/pprof/profile). Profiles show code and timings,
+// never request data, but like metrics they are for operators only: that is
+// why they are on this listener and not the API's.
+func operationsHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index) // also serves the named profiles: heap, goroutine, …
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // purgeIdempotencyKeys deletes expired idempotency keys every few minutes

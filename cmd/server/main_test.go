@@ -150,6 +150,15 @@ func TestSecretNeverLeaks(t *testing.T) {
 		t.Errorf("metrics lack the create:\n%s", metrics)
 	}
 	responses.Write(metrics)
+	res, err = http.Get("http://" + env["METRICS_ADDR"] + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	profile, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(profile), "goroutine profile:") {
+		t.Errorf("/debug/pprof/goroutine on the metrics listener: %d %.200s", res.StatusCode, profile)
+	}
 
 	if err := stop(); err != nil {
 		t.Fatalf("run returned %v after SIGTERM-equivalent, want nil", err)

@@ -1,14 +1,20 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dynconn/dynconn/internal/crypto"
@@ -310,5 +316,113 @@ func TestSecretStatesFollowTheClock(t *testing.T) {
 	}
 	if res := e.do("GET", "/connections?secret_state=soon", "acct-a", nil); res.status != http.StatusUnprocessableEntity {
 		t.Errorf("unknown secret_state: %d", res.status)
+	}
+}
+
+// TestIdempotencyHashIsKeyedAndOutlivesKeyRotation checks that the stored
+// request hash is not a plain hash of the body (which holds the secret), that
+// equal requests of two accounts have different hashes, and that a retry is
+// still recognised after the encryption keys were rotated and the old one
+// removed.
+func TestIdempotencyHashIsKeyedAndOutlivesKeyRotation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := storetest.URL(t)
+	server := func(spec, active string) *testEnv {
+		t.Helper()
+		keys, err := crypto.ParseKeyring(spec, active)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool, err := pgxpool.New(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(pool.Close)
+		return newEnvWith(t, pool, keys)
+	}
+	k1, k2 := mustKey(t, "k1"), mustKey(t, "k2")
+	before := server(k1, "")
+	body := validCreate()
+	first := before.do("POST", "/connections", "acct-a", body, "Idempotency-Key", "key-1")
+	if first.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", first.status, first.body)
+	}
+	before.do("POST", "/connections", "acct-b", body, "Idempotency-Key", "key-1")
+	var hashA, hashB []byte
+	if err := before.pool.QueryRow(ctx, `SELECT
+		(SELECT request_hash FROM idempotency_keys WHERE account = 'acct-a'),
+		(SELECT request_hash FROM idempotency_keys WHERE account = 'acct-b')`).Scan(&hashA, &hashB); err != nil {
+		t.Fatal(err)
+	}
+	canonical, _ := json.Marshal(body)
+	for name, plain := range map[string][32]byte{
+		"the body": sha256.Sum256(canonical), "the secret": sha256.Sum256([]byte(body["client_secret"].(string))),
+	} {
+		if bytes.Equal(hashA, plain[:]) {
+			t.Errorf("the stored request hash is a plain SHA-256 of %s", name)
+		}
+	}
+	if bytes.Equal(hashA, hashB) {
+		t.Error("the same request of two accounts has the same stored hash")
+	}
+
+	server(k1+","+k2, "k2") // rotation, step 3: a server with the new key active
+	var kek string
+	if err := before.pool.QueryRow(ctx, `SELECT kek_id FROM service_keys`).Scan(&kek); err != nil || kek != "k2" {
+		t.Errorf("the request hash key is wrapped by %q (err %v), want the active k2", kek, err)
+	}
+	// A server that lacks the key wrapping the hash key cannot start.
+	if _, err := LoadRequestHashKey(ctx, before.st, before.keys); err == nil || !strings.Contains(err.Error(), `"k2"`) {
+		t.Errorf("LoadRequestHashKey without k2: %v, want an error that names k2", err)
+	}
+	after := server(k2, "") // the old key retired
+	replay := after.do("POST", "/connections", "acct-a", body, "Idempotency-Key", "key-1")
+	if replay.status != http.StatusCreated || replay.header.Get("Idempotent-Replayed") != "true" || !bytes.Equal(replay.body, first.body) {
+		t.Errorf("retry after key rotation: %d %v %s", replay.status, replay.header, replay.body)
+	}
+}
+
+// TestEmptyPatchChangesNothing: a PATCH that changes no field (an empty
+// object, or a name it already has) answers the connection as it is, with
+// the same ETag, and records no event.
+func TestEmptyPatchChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	created := e.do("POST", "/connections", "acct-a", with(validCreate(), "name", "Contoso"))
+	id := created.json(t)["id"].(string)
+	for _, body := range []map[string]any{{}, {"name": "Contoso"}, {"name": " Contoso "}} {
+		res := e.do("PATCH", "/connections/"+id, "acct-a", body)
+		if res.status != http.StatusOK || res.header.Get("ETag") != created.header.Get("ETag") ||
+			res.json(t)["updated_at"] != created.json(t)["updated_at"] {
+			t.Errorf("PATCH %v: %d, ETag %q (create's %q)\n%s", body, res.status, res.header.Get("ETag"), created.header.Get("ETag"), res.body)
+		}
+	}
+	if got := e.events("acct-a", id); !cmp.Equal(got, []string{"connection.created"}) {
+		t.Errorf("events = %v, want only the create", got)
+	}
+}
+
+// TestEventsOfUnknownConnectionAreNotFound: the audit trail of an id that is
+// unknown, or another account's, is a 404 with or without a cursor.
+func TestEventsOfUnknownConnectionAreNotFound(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.do("POST", "/connections", "acct-a", validCreate()).json(t)["id"].(string)
+	e.do("PATCH", "/connections/"+id, "acct-a", map[string]any{"name": "renamed"})
+	cursor, _ := e.do("GET", "/connections/"+id+"/events?limit=1", "acct-a", nil).json(t)["next_cursor"].(string)
+	if cursor == "" {
+		t.Fatal("no next_cursor after the first of two events")
+	}
+	unknown := uuid.NewString()
+	for _, tc := range []struct{ account, path string }{
+		{"acct-a", "/connections/" + unknown + "/events"},
+		{"acct-a", "/connections/" + unknown + "/events?cursor=" + url.QueryEscape(cursor)},
+		{"acct-b", "/connections/" + id + "/events"},
+		{"acct-b", "/connections/" + id + "/events?cursor=" + url.QueryEscape(cursor)},
+	} {
+		if res := e.do("GET", tc.path, tc.account, nil); res.status != http.StatusNotFound {
+			t.Errorf("%s as %s: %d %s, want 404", tc.path, tc.account, res.status, res.body)
+		}
 	}
 }

@@ -104,7 +104,7 @@ func handleConnectionCreate(logger *slog.Logger, st *store.Store, keys *crypto.K
 		if f.Name != nil && *f.Name != "" {
 			c.Name = *f.Name
 		}
-		key, idempotent, err := idempotencyKey(r, o)
+		key, idempotent, err := idempotencyKey(r, o, opts.RequestHashKey)
 		if err != nil {
 			return err
 		}

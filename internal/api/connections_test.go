@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/go-cmp/cmp"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/store/storetest"
 )
 
 func TestCreateValidation(t *testing.T) {
@@ -48,6 +50,11 @@ func TestCreateValidation(t *testing.T) {
 		{"unknown field (camelCase typo)", with(validCreate(), "clientId", "x"), []entry{{"clientId", "unknown_field"}}},
 		{"expiry not a timestamp", with(validCreate(), "client_secret_expires_at", "next year"), []entry{{"client_secret_expires_at", "invalid_timestamp"}}},
 		{"expiry in the past", with(validCreate(), "client_secret_expires_at", "2020-01-01T00:00:00Z"), []entry{{"client_secret_expires_at", "in_past"}}},
+		// In UTC this is in the year 10000, which JSON cannot carry.
+		{"expiry after 9999", with(validCreate(), "client_secret_expires_at", "9999-12-31T23:59:59-23:59"), []entry{{"client_secret_expires_at", "out_of_range"}}},
+		{"expiry over 10 years ahead", with(validCreate(), "client_secret_expires_at", time.Now().AddDate(10, 1, 0).Format(time.RFC3339)), []entry{{"client_secret_expires_at", "out_of_range"}}},
+		{"NUL in the name", with(validCreate(), "name", "a\x00b"), []entry{{"name", "control_character"}}},
+		{"line break in the name", with(validCreate(), "name", "Contoso\nProduction"), []entry{{"name", "control_character"}}},
 		{"every field wrong at once", map[string]any{"instance_url": "ftp://x", "client_id": "x", "client_secret": "22222222-2222-2222-2222-222222222222"},
 			[]entry{{"instance_url", "not_https"}, {"client_id", "not_guid"}, {"client_secret", "secret_is_guid"}}},
 	}
@@ -89,6 +96,10 @@ func TestCreateNormalises(t *testing.T) {
 		{"https://agency.crm.appsplatform.us", "https://agency.crm.appsplatform.us", "dod"},
 		{"https://contoso.crm.dynamics.cn", "https://contoso.crm.dynamics.cn", "china"},
 		{"https://contoso.api.crm.dynamics.com/api/data/v9.2/", "https://contoso.api.crm.dynamics.com", "public"},
+		// The simulator's address (DYNAMICS_ALLOW_LOOPBACK, on in these
+		// tests) in its one form, which parses again.
+		{"http://[::ffff:127.0.0.1]:8443", "http://127.0.0.1:8443", "public"},
+		{"http://[::1%25lo]:8443/", "http://[::1]:8443", "public"},
 	}
 	for i, tt := range tests {
 		body := with(validCreate(), "instance_url", tt.in, "client_id", fmt.Sprintf("{2222222%d-2222-2222-2222-22222222222A}", i),
@@ -107,6 +118,34 @@ func TestCreateNormalises(t *testing.T) {
 		if got["tenant_id"] != "11111111-1111-1111-1111-11111111111f" {
 			t.Errorf("tenant_id = %v, want canonical lower case", got["tenant_id"])
 		}
+	}
+}
+
+// TestExpiryAndNameOnUpdate: an update is held to the create's rules for an
+// expiry (within 10 years) and a name (no control characters), and a refused
+// one leaves the connection, and the account's list, as they were.
+func TestExpiryAndNameOnUpdate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	in9Years := time.Now().AddDate(9, 0, 0).UTC().Truncate(time.Second).Format(time.RFC3339)
+	created := e.do("POST", "/connections", "acct-a", with(validCreate(), "client_secret_expires_at", in9Years))
+	if created.status != http.StatusCreated {
+		t.Fatalf("create with an expiry in 9 years: %d %s", created.status, created.body)
+	}
+	id := created.json(t)["id"].(string)
+	for _, body := range []map[string]any{
+		{"client_secret_expires_at": "9999-12-31T23:59:59-23:59"},
+		{"client_secret_expires_at": time.Now().AddDate(11, 0, 0).Format(time.RFC3339)},
+		{"name": "a\x00b"},
+	} {
+		if res := e.do("PATCH", "/connections/"+id, "acct-a", body); res.status != http.StatusUnprocessableEntity {
+			t.Errorf("PATCH %q: %d %s, want 422", body, res.status, res.body)
+		}
+	}
+	list := e.do("GET", "/connections", "acct-a", nil)
+	items, _ := list.json(t)["items"].([]any)
+	if list.status != http.StatusOK || len(items) != 1 || !cmp.Equal(items[0], created.json(t)) {
+		t.Errorf("list after the refused updates: %d %s", list.status, list.body)
 	}
 }
 
@@ -138,13 +177,14 @@ func TestConnectionLifecycle(t *testing.T) {
 		t.Errorf("get differs from create (-create +get):\n%s", diff)
 	}
 
-	upd := e.do("PATCH", "/connections/"+id, "acct-a", map[string]any{"name": "Prod EU", "client_secret": "  new-secret-value~0123456789abcdef \n", "client_secret_expires_at": "2099-01-01T00:00:00Z"})
+	expires := time.Now().AddDate(2, 0, 0).UTC().Truncate(time.Second).Format(time.RFC3339)
+	upd := e.do("PATCH", "/connections/"+id, "acct-a", map[string]any{"name": "Prod EU", "client_secret": "  new-secret-value~0123456789abcdef \n", "client_secret_expires_at": expires})
 	if upd.status != http.StatusOK {
 		t.Fatalf("patch: %d %s", upd.status, upd.body)
 	}
 	u := upd.json(t)
 	us := u["client_secret"].(map[string]any)
-	if u["name"] != "Prod EU" || us["expires_at"] != "2099-01-01T00:00:00Z" || us["updated_at"] == secret["updated_at"] {
+	if u["name"] != "Prod EU" || us["expires_at"] != expires || us["updated_at"] == secret["updated_at"] {
 		t.Errorf("after patch: %v", u)
 	}
 	c, err := e.st.Connection(context.Background(), "acct-a", uuid.MustParse(id))
@@ -184,6 +224,7 @@ func TestErrorStatuses(t *testing.T) {
 	}{
 		{"no token", "GET", "/connections", "", nil, nil, 401, typeUnauthorized},
 		{"garbage token", "GET", "/connections", "", nil, []string{"Authorization", "Bearer not.a.jwt"}, 401, typeUnauthorized},
+		{"NUL in the token's account", "POST", "/connections", "", validCreate(), []string{"Authorization", "Bearer " + token(t, "acct\x00a")}, 401, typeUnauthorized},
 		{"malformed JSON", "POST", "/connections", "acct-a", `{"instance_url": `, nil, 400, typeMalformed},
 		{"JSON array", "POST", "/connections", "acct-a", `[1,2]`, nil, 400, typeMalformed},
 		{"trailing data", "POST", "/connections", "acct-a", `{} {}`, nil, 400, typeMalformed},
@@ -325,7 +366,16 @@ func TestSwappedCiphertextFailsToOpen(t *testing.T) {
 
 func TestReadiness(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	k1, k2 := mustKey(t, "k1"), mustKey(t, "k2")
+	keyring := func(spec, active string) *crypto.Keyring {
+		t.Helper()
+		keys, err := crypto.ParseKeyring(spec, active)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return keys
+	}
+	e := newEnvWith(t, storetest.NewPool(t), keyring(k1+","+k2, "k1"))
 	if res := e.do("GET", "/readyz", "", nil); res.status != http.StatusOK {
 		t.Fatalf("readyz = %d %s", res.status, res.body)
 	}
@@ -334,12 +384,11 @@ func TestReadiness(t *testing.T) {
 	}
 	e.do("POST", "/connections", "acct-a", validCreate())
 
-	// The same database served by a process that lacks key k1.
-	other, err := crypto.ParseKeyring(mustKey(t, "k2"), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e2 := newEnvWith(t, e.pool, other)
+	// Rotation's step 3 (k2 made active) and then k1 removed too early,
+	// before its secrets were re-wrapped: the same database served by a
+	// process that lacks k1.
+	newEnvWith(t, e.pool, keyring(k1+","+k2, "k2"))
+	e2 := newEnvWith(t, e.pool, keyring(k2, ""))
 	res := e2.do("GET", "/readyz", "", nil)
 	if res.status != http.StatusServiceUnavailable {
 		t.Fatalf("readyz without k1 = %d, want 503", res.status)
@@ -375,5 +424,41 @@ func TestEveryRouteIsInTheSpec(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEveryResponseIsNoStore sends every route, authenticated or not, and a
+// few requests no route takes, and wants Cache-Control: no-store on each
+// answer: they carry an account's data, or say whether it exists.
+func TestEveryResponseIsNoStore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	id := e.do("POST", "/connections", "acct-a", validCreate()).json(t)["id"].(string)
+	type request struct{ method, path, account string }
+	requests := []request{{"GET", "/nowhere", ""}, {"BREW", "/connections", "acct-a"}, {"PUT", "/connections", "acct-a"}}
+	routes := chi.NewRouter()
+	addRoutes(routes, nil, nil, nil, nil, nil, Options{})
+	err := chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		path := strings.ReplaceAll(route, "{id}", id)
+		requests = append(requests, request{method, path, "acct-a"}, request{method, path, ""})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rq := range requests {
+		req, _ := http.NewRequest(rq.method, e.srv.URL+rq.path, strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		if rq.account != "" {
+			req.Header.Set("Authorization", "Bearer "+token(t, rq.account))
+		}
+		res, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if got := res.Header.Get("Cache-Control"); got != "no-store" {
+			t.Errorf("%s %s (account %q) → %d with Cache-Control %q", rq.method, rq.path, rq.account, res.StatusCode, got)
+		}
 	}
 }

@@ -59,7 +59,7 @@ func readinessChecks(ctx context.Context, st *store.Store, keys *crypto.Keyring)
 	schema := readinessCheck{Name: "migrations", Status: "ok"}
 	kc := readinessCheck{Name: "encryption_keys", Status: "ok"}
 	if err := st.Ping(ctx); err != nil {
-		db.Status, db.Detail = "failing", "PostgreSQL did not answer within 1s."
+		db.Status, db.Detail = "failing", "PostgreSQL cannot be reached, or did not answer within 1s."
 		schema.Status, schema.Detail = "failing", "Unknown: the database did not answer."
 		kc.Status, kc.Detail = "failing", "Unknown: the database did not answer."
 		return []readinessCheck{db, schema, kc}

@@ -75,14 +75,22 @@ func newEnv(t testing.TB, opts ...func(*Options)) *testEnv {
 // newEnvWith is a server on the database of pool, with keys.
 func newEnvWith(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, opts ...func(*Options)) *testEnv {
 	t.Helper()
-	st := store.New(pool)
-	logs := &logtest.Buffer{}
+	return newEnvOn(t, store.New(pool), pool, keys, &logtest.Buffer{}, opts...)
+}
+
+// newEnvOn is a server on st, logging into logs; pool is st's database.
+func newEnvOn(t testing.TB, st *store.Store, pool *pgxpool.Pool, keys *crypto.Keyring, logs *logtest.Buffer, opts ...func(*Options)) *testEnv {
+	t.Helper()
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	v, err := auth.NewVerifier(context.Background(), auth.Config{HS256Secret: hsSecret, AccountClaim: "account_id"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{AllowLoopback: true}
+	hashKey, err := LoadRequestHashKey(context.Background(), st, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := Options{AllowLoopback: true, RequestHashKey: hashKey}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -1,12 +1,15 @@
 package api
 
 import (
+	"net/http"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Metrics are the API's Prometheus instruments. Labels are bounded sets
-// (route patterns, status codes, diagnosis codes), never ids or values that
-// come from a request, so nothing secret or unbounded can reach them.
+// (known methods, route patterns, status codes, diagnosis codes), never ids
+// or values that come from a request as sent, so nothing secret or
+// unbounded can reach them.
 type Metrics struct {
 	requests     *prometheus.CounterVec
 	duration     *prometheus.HistogramVec
@@ -45,10 +48,23 @@ func (m *Metrics) observeTest(outcome string, seconds float64) {
 	m.testDuration.Observe(seconds)
 }
 
-// observeRequest counts one HTTP request. A nil *Metrics records nothing.
+// methods are the request methods counted under their own name; any other
+// is counted as OTHER. Clients choose the method, and the router answers an
+// unknown one (405) before authentication, so a label taken as sent would
+// let anyone add series, and memory, without end.
+var methods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true, http.MethodPatch: true,
+	http.MethodDelete: true, http.MethodOptions: true, http.MethodConnect: true, http.MethodTrace: true,
+}
+
+// observeRequest counts one HTTP request. route is the matched route
+// pattern, "" when none matched. A nil *Metrics records nothing.
 func (m *Metrics) observeRequest(method, route, status string, seconds float64) {
 	if m == nil {
 		return
+	}
+	if !methods[method] {
+		method = "OTHER"
 	}
 	if route == "" {
 		route = "unmatched" // 404s for unknown paths: keep the label set bounded

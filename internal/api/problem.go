@@ -32,6 +32,7 @@ const (
 	typePrecondition  = typeBase + "precondition-failed"
 	typeInFlight      = typeBase + "idempotency-in-flight"
 	typeKeyReused     = typeBase + "idempotency-key-reused"
+	typeUnavailable   = typeBase + "unavailable"
 )
 
 // problem is an RFC 9457 problem details object (contract shape).
@@ -76,10 +77,15 @@ type validationError struct{ fields []fieldError }
 
 func (e *validationError) Error() string { return "invalid fields" }
 
-// problemFor maps an error to its problem. Anything it does not recognise is a
-// 500 with a fixed title: the error itself may hold details that are not the
-// client's business and goes only to the log.
-func problemFor(err error) problem {
+// unavailableRetryAfter is the Retry-After, in seconds, of a 503 for want of
+// the database: about how long a restart or failover of PostgreSQL takes.
+const unavailableRetryAfter = 2
+
+// problemFor maps an error that a handler for ctx returned to its problem.
+// Anything it does not recognise is a 500 with a fixed title: the error
+// itself may hold details that are not the client's business and goes only
+// to the log.
+func problemFor(ctx context.Context, err error) problem {
 	var pe *problemError
 	var ve *validationError
 	var conflict *store.ConflictError
@@ -108,6 +114,9 @@ func problemFor(err error) problem {
 	case errors.Is(err, store.ErrInvalidCursor):
 		return problem{Type: typeInvalidCursor, Title: "The cursor is not valid.", Status: http.StatusBadRequest,
 			Detail: "Pass the next_cursor of a previous page unchanged, or leave cursor out to start from the first page."}
+	case store.Unavailable(ctx, err):
+		return problem{Type: typeUnavailable, Title: "The service is unavailable for a moment.", Status: http.StatusServiceUnavailable,
+			Detail: "Its database cannot be reached right now. Try again in a few seconds.", retryAfter: unavailableRetryAfter}
 	case errors.Is(err, context.DeadlineExceeded):
 		return problem{Type: typeTimeout, Title: "The request took too long.", Status: http.StatusServiceUnavailable, Detail: "Try again in a moment.", retryAfter: 1}
 	default:
@@ -126,11 +135,13 @@ func authDetail(err error) string {
 }
 
 // writeProblem writes err as an application/problem+json response. Only
-// server errors are logged at error level, with the full error.
+// internal errors (500) are logged at error level, with the full error: a
+// 503 says the database or a deadline failed, which the store logs once per
+// outage rather than once per request.
 func writeProblem(w http.ResponseWriter, r *http.Request, logger *slog.Logger, err error) {
-	p := problemFor(err)
+	p := problemFor(r.Context(), err)
 	p.RequestID = requestIDFrom(r.Context())
-	if p.Status >= 500 && p.Type != typeTimeout {
+	if p.Status == http.StatusInternalServerError {
 		logger.ErrorContext(r.Context(), "request failed", "request_id", p.RequestID, "err", err)
 	} else {
 		logger.DebugContext(r.Context(), "request refused", "request_id", p.RequestID, "status", p.Status, "type", p.Type)

@@ -34,6 +34,9 @@ type Options struct {
 	// CORSAllowedOrigins are the exact origins whose pages may call the API
 	// from a browser (CORS_ALLOWED_ORIGINS, see ParseOrigins); none by default.
 	CORSAllowedOrigins []string
+	// RequestHashKey keys the hashes of idempotent creates' bodies
+	// (LoadRequestHashKey). Required.
+	RequestHashKey []byte
 }
 
 func (o *Options) defaults() {
@@ -54,6 +57,9 @@ func (o *Options) defaults() {
 // NewServer returns the HTTP handler of the whole API.
 func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, dyn tester, opts Options) http.Handler {
 	opts.defaults()
+	if len(opts.RequestHashKey) != requestHashKeySize {
+		panic("api: Options.RequestHashKey must be the key LoadRequestHashKey returns")
+	}
 	r := chi.NewRouter()
 	r.Use(requestID, accessLog(logger, opts.Metrics), recoverer(logger), noStore, allowOrigins(opts.CORSAllowedOrigins))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {

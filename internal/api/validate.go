@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/dynconn/dynconn/internal/dynamics"
@@ -16,6 +17,10 @@ import (
 const (
 	maxNameLength   = 200
 	maxSecretLength = 1024
+	// maxExpiryYears bounds how far ahead a secret's expiry may be. Azure
+	// offers at most two years in its portal; the bound only has to keep out
+	// dates that are typing mistakes or that JSON cannot carry (after 9999).
+	maxExpiryYears = 10
 )
 
 // connectionFields holds the connection fields of a create, update or test
@@ -49,6 +54,8 @@ func parseConnectionFields(o *object, allowLoopback bool, now time.Time) connect
 		switch {
 		case utf8.RuneCountInString(s) > maxNameLength:
 			o.add("name", "too_long", "Use a name of at most 200 characters.")
+		case strings.ContainsFunc(s, unicode.IsControl): // NUL cannot even be stored
+			o.add("name", "control_character", "Use a name on one line, without tabs or other control characters.")
 		default:
 			f.Name = &s
 		}
@@ -112,9 +119,12 @@ func parseConnectionFields(o *object, allowLoopback bool, now time.Time) connect
 		o.seen["client_secret_expires_at"] = true
 		f.ClearSecretExpiry = true
 	} else if t, ok := o.timestamp("client_secret_expires_at"); ok {
-		if !t.After(now) {
+		switch {
+		case !t.After(now):
 			o.add("client_secret_expires_at", "in_past", "This date has passed, so the secret has expired. Create a new client secret under Certificates & secrets and paste its Value.")
-		} else {
+		case t.After(now.AddDate(maxExpiryYears, 0, 0)):
+			o.add("client_secret_expires_at", "out_of_range", "Enter the expiry that Azure shows next to the secret under Certificates & secrets: it is at most a few years away, never more than 10.")
+		default:
 			t = t.UTC()
 			f.SecretExpiresAt = &t
 		}

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
@@ -38,9 +39,9 @@ const Leeway = 30 * time.Second
 // maxTokenLen bounds the work done on a header before any signature check.
 const maxTokenLen = 8 << 10
 
-// maxAccountLen bounds the account id taken from a token; it is stored with
-// every connection.
-const maxAccountLen = 256
+// maxIdentityLen bounds the account id and the subject taken from a token
+// (OpenID Connect allows a sub of at most 255 ASCII characters).
+const maxIdentityLen = 256
 
 // ErrUnauthorized is matched (errors.Is) by every error Verify returns.
 var ErrUnauthorized = errors.New("unauthorized")
@@ -256,18 +257,32 @@ func (v *Verifier) Verify(ctx context.Context, authorizationHeader string) (Prin
 		return Principal{}, v.parseError(tok, err)
 	}
 
-	account, ok := claims[v.accountClaim].(string)
-	if !ok || account == "" {
-		return Principal{}, unauthorized("missing "+v.accountClaim+" claim", nil)
+	account, err := identityClaim(claims, v.accountClaim)
+	if err != nil {
+		return Principal{}, err
 	}
-	if len(account) > maxAccountLen {
-		return Principal{}, unauthorized(v.accountClaim+" claim too long", nil)
-	}
-	sub, ok := claims["sub"].(string)
-	if !ok || sub == "" {
-		return Principal{}, unauthorized("missing sub claim", nil)
+	sub, err := identityClaim(claims, "sub")
+	if err != nil {
+		return Principal{}, err
 	}
 	return Principal{Account: account, Subject: sub}, nil
+}
+
+// identityClaim returns the claim named name, which says who the caller is:
+// a non-empty string of at most maxIdentityLen bytes without control
+// characters. Both identity claims are stored (the account with every
+// connection, the subject in audit events), and PostgreSQL cannot store NUL.
+func identityClaim(claims jwt.MapClaims, name string) (string, error) {
+	s, ok := claims[name].(string)
+	switch {
+	case !ok || s == "":
+		return "", unauthorized("missing "+name+" claim", nil)
+	case len(s) > maxIdentityLen:
+		return "", unauthorized(name+" claim too long", nil)
+	case strings.ContainsFunc(s, unicode.IsControl):
+		return "", unauthorized(name+" claim has control characters", nil)
+	}
+	return s, nil
 }
 
 func bearerToken(header string) (string, error) {

@@ -142,8 +142,16 @@ func TestVerifyHS256(t *testing.T) {
 		{name: "empty account", header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"account_id": ""})), reason: "missing account_id claim"},
 		{name: "numeric account", header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"account_id": 42})), reason: "missing account_id claim"},
 		{name: "long account",
-			header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"account_id": strings.Repeat("a", maxAccountLen+1)})),
+			header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"account_id": strings.Repeat("a", maxIdentityLen+1)})),
 			reason: "account_id claim too long"},
+		{name: "NUL in account", header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"account_id": "acct\x00-1"})),
+			reason: "account_id claim has control characters"},
+		{name: "line break in account", header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"account_id": "acct-1\n"})),
+			reason: "account_id claim has control characters"},
+		{name: "NUL in sub", header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"sub": "user\x00"})),
+			reason: "sub claim has control characters"},
+		{name: "long sub", header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"sub": strings.Repeat("u", maxIdentityLen+1)})),
+			reason: "sub claim too long"},
 		{name: "custom account claim missing", cfg: Config{AccountClaim: "org"}, header: "Bearer " + valid, reason: "missing org claim"},
 		{name: "missing sub", header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"sub": nil})), reason: "missing sub claim"},
 		{name: "empty sub", header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"sub": ""})), reason: "missing sub claim"},
@@ -188,9 +196,10 @@ func TestNewVerifierConfigErrors(t *testing.T) {
 		{"neither", Config{}, "AUTH_JWKS_URL and AUTH_HS256_SECRET: set one of them"},
 		{"both", Config{JWKSURL: "https://idp.example/jwks", HS256Secret: testSecret}, "AUTH_JWKS_URL and AUTH_HS256_SECRET: set only one"},
 		{"short secret", Config{HS256Secret: secret.String(strings.Repeat("x", MinHS256SecretLen-1))}, "AUTH_HS256_SECRET: must be at least 32 bytes"},
-		{"http jwks off loopback", Config{JWKSURL: "http://idp.example/jwks"}, "AUTH_JWKS_URL: must be an https URL"},
-		{"jwks not a url", Config{JWKSURL: "idp.example/jwks"}, "AUTH_JWKS_URL: must be an https URL"},
-		{"jwks ftp", Config{JWKSURL: "ftp://127.0.0.1/jwks"}, "AUTH_JWKS_URL: must be an https URL"},
+		{"http jwks off loopback", Config{JWKSURL: "http://idp.example/jwks", Audience: "dynconn"}, "AUTH_JWKS_URL: must be an https URL"},
+		{"jwks not a url", Config{JWKSURL: "idp.example/jwks", Audience: "dynconn"}, "AUTH_JWKS_URL: must be an https URL"},
+		{"jwks ftp", Config{JWKSURL: "ftp://127.0.0.1/jwks", Audience: "dynconn"}, "AUTH_JWKS_URL: must be an https URL"},
+		{"jwks without audience", Config{JWKSURL: "https://idp.example/jwks", Issuer: "https://idp.example"}, "AUTH_AUDIENCE: required with AUTH_JWKS_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,10 +222,10 @@ func TestValidateAcceptsGoodConfigs(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []Config{
 		{HS256Secret: testSecret},
-		{JWKSURL: "https://idp.example/.well-known/jwks.json"},
-		{JWKSURL: "http://127.0.0.1:8080/jwks"},
-		{JWKSURL: "http://localhost:8080/jwks"},
-		{JWKSURL: "http://[::1]:8080/jwks"},
+		{JWKSURL: "https://idp.example/.well-known/jwks.json", Audience: "dynconn"},
+		{JWKSURL: "http://127.0.0.1:8080/jwks", Audience: "dynconn"},
+		{JWKSURL: "http://localhost:8080/jwks", Audience: "dynconn"},
+		{JWKSURL: "http://[::1]:8080/jwks", Audience: "dynconn"},
 	} {
 		if errs := cfg.Validate(); len(errs) != 0 {
 			t.Errorf("Validate(%q) = %v, want none", cfg.JWKSURL, errs)

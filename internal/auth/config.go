@@ -22,6 +22,7 @@ type Config struct {
 	// Issuer (AUTH_ISSUER) is required to equal the iss claim when set.
 	Issuer string
 	// Audience (AUTH_AUDIENCE) is required to be in the aud claim when set.
+	// It must be set with JWKSURL.
 	Audience string
 	// AccountClaim (AUTH_ACCOUNT_CLAIM) names the claim holding the account
 	// id; DefaultAccountClaim when empty.
@@ -44,6 +45,12 @@ func (c Config) Validate() []error {
 		if u, err := url.Parse(c.JWKSURL); err != nil || u.Host == "" ||
 			u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
 			errs = append(errs, errors.New("AUTH_JWKS_URL: must be an https URL (http only on a loopback host)"))
+		}
+		// An identity provider signs the tokens of every application it
+		// serves with the same keys (and the same issuer), so without an
+		// audience a token issued for any of them would pass here.
+		if c.Audience == "" {
+			errs = append(errs, errors.New("AUTH_AUDIENCE: required with AUTH_JWKS_URL, or tokens that the identity provider issued for other applications are accepted too; set it to the audience (aud) of the tokens meant for dynconn"))
 		}
 	case len(c.HS256Secret.Reveal()) < MinHS256SecretLen:
 		errs = append(errs, fmt.Errorf("AUTH_HS256_SECRET: must be at least %d bytes", MinHS256SecretLen))

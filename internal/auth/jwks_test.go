@@ -20,6 +20,9 @@ import (
 	"go.uber.org/goleak"
 )
 
+// jwksAudience is the audience of the JWKS tests' tokens (AUTH_AUDIENCE).
+const jwksAudience = "dynconn"
+
 // keyServer is a JWKS endpoint whose key set a test can change.
 type keyServer struct {
 	*httptest.Server
@@ -84,7 +87,7 @@ func (k testKey) public() crypto.PublicKey { return k.signer.Public() }
 // sign returns a token with valid claims signed by k.
 func (k testKey) sign(t *testing.T, kid string) string {
 	t.Helper()
-	tok := jwt.NewWithClaims(k.method, claims(nil))
+	tok := jwt.NewWithClaims(k.method, claims(jwt.MapClaims{"aud": jwksAudience}))
 	if kid != "" {
 		tok.Header["kid"] = kid
 	}
@@ -116,7 +119,7 @@ func ecKey(t *testing.T, kid string) testKey {
 
 func newJWKSVerifier(t *testing.T, ctx context.Context, url string, opts jwksOptions) *Verifier {
 	t.Helper()
-	v, err := newVerifier(ctx, Config{JWKSURL: url}, opts)
+	v, err := newVerifier(ctx, Config{JWKSURL: url, Audience: jwksAudience}, opts)
 	if err != nil {
 		t.Fatalf("newVerifier: %v", err)
 	}
@@ -212,7 +215,7 @@ func TestJWKSUnavailableAtStart(t *testing.T) {
 	t.Parallel()
 	ks := newKeyServer(t)
 	ks.fail.Store(true)
-	_, err := NewVerifier(t.Context(), Config{JWKSURL: ks.URL})
+	_, err := NewVerifier(t.Context(), Config{JWKSURL: ks.URL, Audience: jwksAudience})
 	if err == nil {
 		t.Fatal("NewVerifier succeeded with a failing JWKS endpoint")
 	}

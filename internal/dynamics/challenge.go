@@ -107,11 +107,12 @@ func parseAuthority(inst Instance, raw string, allowLoopback bool) (authority, e
 	}
 
 	host := strings.ToLower(u.Hostname())
-	if addr, err := netip.ParseAddr(host); err == nil {
-		if !allowLoopback || !addr.Unmap().IsLoopback() || u.Port() == "" || (u.Scheme != "http" && u.Scheme != "https") {
+	if _, err := netip.ParseAddr(host); err == nil {
+		loopback, ok := loopbackHost(u)
+		if !allowLoopback || !ok || (u.Scheme != "http" && u.Scheme != "https") {
 			return authority{}, &authorityError{fmt.Sprintf("%s is an IP address", host)}
 		}
-		return authority{Base: u.Scheme + "://" + strings.ToLower(u.Host), Tenant: tenant}, nil
+		return authority{Base: u.Scheme + "://" + loopback, Tenant: tenant}, nil
 	}
 	if u.Scheme != "https" {
 		return authority{}, &authorityError{fmt.Sprintf("%q is not https", raw)}

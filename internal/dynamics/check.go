@@ -78,6 +78,7 @@ func (c *Client) Test(ctx context.Context, cr Credentials) model.TestResult {
 		}
 	}
 	res.DurationMS = time.Since(start).Milliseconds()
+	limitUpstreamText(&res)
 	c.logResult(ctx, r, res)
 	return res
 }

@@ -199,12 +199,3 @@ func retryAfter(v string, now time.Time) int {
 	}
 	return 0
 }
-
-// shorten keeps upstream text to a size that fits a log line and a response.
-func shorten(s string) string {
-	const max = 500
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "…"
-}

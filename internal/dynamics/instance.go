@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/dynconn/dynconn/internal/model"
@@ -132,15 +133,36 @@ func hostCloud(host string) (model.Cloud, bool) {
 // loopbackInstance accepts http(s)://127.0.0.1:PORT (or [::1]) for the local
 // simulator. The path is dropped as for real instances.
 func loopbackInstance(u *url.URL) (Instance, bool) {
-	if u.Scheme != "http" && u.Scheme != "https" || u.User != nil || u.Port() == "" {
+	if u.Scheme != "http" && u.Scheme != "https" || u.User != nil {
 		return Instance{}, false
+	}
+	host, ok := loopbackHost(u)
+	if !ok {
+		return Instance{}, false
+	}
+	return Instance{URL: u.Scheme + "://" + host, Host: host, Cloud: model.CloudPublic, Loopback: true}, true
+}
+
+// loopbackHost returns the host and port of u in one canonical form
+// ("127.0.0.1:8443", "[::1]:8443") when u names a loopback address and a
+// port from 1 to 65535. Other spellings of the same address become that
+// form: an IPv4-mapped IPv6 address ([::ffff:127.0.0.1]) its IPv4 address,
+// and a zone ([::1%25lo]) is dropped, so what is stored is one address that
+// parses again.
+func loopbackHost(u *url.URL) (string, bool) {
+	port, err := strconv.ParseUint(u.Port(), 10, 16)
+	if err != nil || port == 0 {
+		return "", false
 	}
 	addr, err := netip.ParseAddr(u.Hostname())
-	if err != nil || !addr.IsLoopback() {
-		return Instance{}, false
+	if err != nil {
+		return "", false
 	}
-	host := strings.ToLower(u.Host)
-	return Instance{URL: u.Scheme + "://" + host, Host: host, Cloud: model.CloudPublic, Loopback: true}, true
+	addr = addr.Unmap().WithZone("")
+	if !addr.IsLoopback() {
+		return "", false
+	}
+	return netip.AddrPortFrom(addr, uint16(port)).String(), true
 }
 
 // authorityHosts lists the Entra sign-in hosts of each cloud, the only hosts a

@@ -66,7 +66,8 @@ LIMIT $4`
 // the given id, newest first, and the next page's cursor ("" on the last).
 // The events of a deleted connection stay readable. It returns ErrNotFound
 // when the account has no events for that id (every connection has at least
-// its connection.created event), and ErrInvalidCursor for a bad cursor.
+// its connection.created event), whatever the cursor, and ErrInvalidCursor
+// for a bad cursor.
 func (s *Store) Events(ctx context.Context, account string, connectionID uuid.UUID, p Page) ([]Event, string, error) {
 	before, err := decodeIDCursor(p.Cursor)
 	if err != nil {
@@ -78,8 +79,20 @@ func (s *Store) Events(ctx context.Context, account string, connectionID uuid.UU
 	if err != nil {
 		return nil, "", fmt.Errorf("list audit events: %w", err)
 	}
-	if len(events) == 0 && before == 0 {
-		return nil, "", ErrNotFound
+	if len(events) == 0 {
+		// An empty first page means no events; a later page may be empty
+		// only for a connection that has some before the cursor.
+		found := false
+		if before != 0 {
+			err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM audit_events WHERE account = $1 AND connection_id = $2)`,
+				account, connectionID).Scan(&found)
+			if err != nil {
+				return nil, "", fmt.Errorf("look up audit events: %w", err)
+			}
+		}
+		if !found {
+			return nil, "", ErrNotFound
+		}
 	}
 	events, next := cut(events, limit, func(e Event) string { return encodeIDCursor(e.ID) })
 	for i := range events {

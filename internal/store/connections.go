@@ -209,7 +209,8 @@ RETURNING ` + connectionColumns
 // secret was replaced. UpdatedAt becomes now and Version grows by one. If
 // update replaced the sealed secret without changing SecretUpdatedAt,
 // SecretUpdatedAt becomes now too, and a recorded expiry (SecretExpiredAt) is
-// cleared: it belonged to the old secret.
+// cleared: it belonged to the old secret. An update that changes nothing
+// writes nothing: no event, the same Version.
 //
 // If update returns an error, nothing is written and that error is returned
 // unwrapped (so update can refuse a stale If-Match). It returns ErrNotFound as
@@ -219,7 +220,7 @@ func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UU
 	var (
 		c         model.Connection
 		updateErr error
-		row       connectionRow
+		updated   model.Connection
 	)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		before, err := connection(ctx, tx, selectConnectionForUpdate, account, id)
@@ -231,6 +232,10 @@ func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UU
 			return updateErr
 		}
 		rotated := secretChanged(before.Secret, c.Secret)
+		if !rotated && unchanged(before, c) {
+			updated = before // nothing to write, record or bump: PATCH {} keeps the ETag
+			return nil
+		}
 		secretUpdatedAt := timeOrNow(c.SecretUpdatedAt)
 		if rotated {
 			c.SecretExpiredAt = nil
@@ -242,10 +247,11 @@ func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UU
 			c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID,
 			c.Secret.Ciphertext, c.Secret.WrappedDEK, c.Secret.KEKID, secretUpdatedAt, c.SecretExpiresAt,
 			c.SecretExpiredAt, string(c.Status), c.LastTest)
-		row, err = pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
+		row, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
 		if err != nil {
 			return translate(err)
 		}
+		updated = row.toModel()
 		action := ActionUpdated
 		if rotated {
 			action = ActionSecretRotated
@@ -262,7 +268,15 @@ func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UU
 	case err != nil:
 		return model.Connection{}, fmt.Errorf("update connection: %w", err)
 	}
-	return row.toModel(), nil
+	return updated, nil
+}
+
+// unchanged reports whether after, an update of before with the same sealed
+// secret, writes the same row: the same fields, status and last test.
+func unchanged(before, after model.Connection) bool {
+	return len(changedFields(before, after, false)) == 0 && before.Status == after.Status &&
+		bytes.Equal(before.LastTest, after.LastTest) && before.Cloud == after.Cloud &&
+		before.SecretUpdatedAt.Equal(after.SecretUpdatedAt) && equalTimePtr(before.SecretExpiredAt, after.SecretExpiredAt)
 }
 
 // changedFields names, as the API does, the fields an update changed. It

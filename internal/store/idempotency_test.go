@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"testing"
 
 	"github.com/dynconn/dynconn/internal/model"
@@ -57,5 +58,32 @@ func TestCreateConnectionOnce(t *testing.T) {
 	}
 	if status != 201 || location != "/connections/"+c.ID {
 		t.Errorf("legacy columns: status %d, location %q; want 201, /connections/%s", status, location, c.ID)
+	}
+}
+
+func TestServiceKey(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := storetest.New(t)
+	first := model.SealedSecret{Ciphertext: []byte("first"), WrappedDEK: []byte("dek-1"), KEKID: "k1"}
+	second := model.SealedSecret{Ciphertext: []byte("second"), WrappedDEK: []byte("dek-2"), KEKID: "k1"}
+	got, err := s.ServiceKey(ctx, "test", first)
+	if err != nil || !reflect.DeepEqual(got, first) {
+		t.Fatalf("first ServiceKey = %+v, %v; want what it stored", got, err)
+	}
+	// A second server offering its own key gets the first one.
+	if got, err = s.ServiceKey(ctx, "test", second); err != nil || !reflect.DeepEqual(got, first) {
+		t.Fatalf("second ServiceKey = %+v, %v; want the first key", got, err)
+	}
+	resealed := model.SealedSecret{Ciphertext: []byte("first"), WrappedDEK: []byte("dek-k2"), KEKID: "k2"}
+	if err := s.ReplaceServiceKey(ctx, "test", first, resealed); err != nil {
+		t.Fatal(err)
+	}
+	// Another server that read the old sealing too does not undo it.
+	if err := s.ReplaceServiceKey(ctx, "test", first, second); !errors.Is(err, store.ErrServiceKeyChanged) {
+		t.Errorf("replace of a stale sealing: %v, want ErrServiceKeyChanged", err)
+	}
+	if got, err = s.ServiceKey(ctx, "test", second); err != nil || !reflect.DeepEqual(got, resealed) {
+		t.Errorf("after the replace: %+v, %v; want %+v", got, err, resealed)
 	}
 }

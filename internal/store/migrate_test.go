@@ -2,11 +2,36 @@ package store_test
 
 import (
 	"context"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/dynconn/dynconn/internal/store"
 	"github.com/dynconn/dynconn/internal/store/storetest"
+	"github.com/dynconn/dynconn/migrations"
 )
+
+// migrationVersions lists the versions of the embedded migrations, ascending.
+func migrationVersions(t *testing.T) []uint {
+	t.Helper()
+	names, err := fs.Glob(migrations.FS, "*.up.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var versions []uint
+	for _, name := range names {
+		n, err := strconv.ParseUint(name[:strings.IndexByte(name, '_')], 10, 32)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		versions = append(versions, uint(n))
+	}
+	slices.Sort(versions)
+	return versions
+}
 
 func TestDatabaseSchemaVersion(t *testing.T) {
 	t.Parallel()
@@ -24,7 +49,7 @@ func TestMigrateDownAndUp(t *testing.T) {
 	t.Parallel()
 	dbURL := storetest.URL(t)
 	ctx := context.Background()
-	s, err := store.Open(ctx, dbURL)
+	s, err := store.Open(ctx, dbURL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,11 +71,16 @@ func TestMigrateDownAndUp(t *testing.T) {
 	if err := store.Migrate(dbURL, "up"); err != nil {
 		t.Fatalf("up with nothing to do: %v", err)
 	}
-	for v := store.SchemaVersion; v > 0; v-- {
+	versions := migrationVersions(t) // numbers may have gaps
+	for i := len(versions) - 1; i >= 0; i-- {
 		if err := store.Migrate(dbURL, "down"); err != nil {
-			t.Fatalf("down from %d: %v", v, err)
+			t.Fatalf("down from %d: %v", versions[i], err)
 		}
-		wantVersion(v - 1)
+		if i > 0 {
+			wantVersion(versions[i-1])
+		} else {
+			wantVersion(0)
+		}
 	}
 	if _, err := s.KEKIDsInUse(ctx); err == nil {
 		t.Fatal("connections table still exists after down")
@@ -79,5 +109,52 @@ func TestDatabaseSchemaVersionOfEmptyDatabase(t *testing.T) {
 	v, dirty, err := s.DatabaseSchemaVersion(ctx)
 	if err != nil || v != 0 || dirty {
 		t.Errorf("got %d, %v, %v; want 0, false, nil", v, dirty, err)
+	}
+}
+
+// TestFarFutureExpiryIsClearedAndRefused stores an expiry after the year 9999
+// (which JSON cannot carry) as older binaries could, migrates up, and checks
+// that migration 000008 cleared it and that the database refuses it now.
+func TestFarFutureExpiryIsClearedAndRefused(t *testing.T) {
+	t.Parallel()
+	dbURL := storetest.URL(t)
+	ctx := context.Background()
+	s, err := store.Open(ctx, dbURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c := create(t, s, newConnection(account))
+	for { // back to before 000008
+		v, _, err := store.MigrationVersion(dbURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v < 8 {
+			break
+		}
+		if err := store.Migrate(dbURL, "down"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Pool().Exec(ctx, `UPDATE connections SET secret_expires_at = '10000-01-01 23:59:00+00' WHERE id = $1`, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(dbURL, "up"); err != nil {
+		t.Fatal(err)
+	}
+	got := get(t, s, account, c.ID)
+	if got.SecretExpiresAt != nil || got.Version != c.Version+1 {
+		t.Errorf("after the migration: expiry %v, version %d; want none, %d", got.SecretExpiresAt, got.Version, c.Version+1)
+	}
+	far := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)
+	next := newConnection(account)
+	next.SecretExpiresAt = &far
+	if _, err := s.CreateConnection(ctx, next, testAudit); err == nil {
+		t.Error("a create with an expiry in the year 10000 was stored")
+	}
+	var n int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM connections`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d connections (err %v), want only the first", n, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -67,11 +68,20 @@ type Store struct {
 // Open connects to the database at databaseURL (a postgres:// URL or a
 // key=value connection string) and checks that it answers. The pool's
 // sessions get a statement_timeout of StatementTimeout and the
-// application_name "dynconn", unless the URL sets them.
+// application_name "dynconn", and connection attempts a timeout of 5s,
+// unless the URL sets them (statement_timeout, application_name,
+// connect_timeout). The URL sets the pool's size too: pool_max_conns
+// (default: 4 or the number of CPUs, whichever is more) and pgx's other
+// pool_* parameters.
+//
+// A call waits at most AcquireTimeout for a pooled connection. While the
+// database cannot be reached, calls fail with errors that Unavailable
+// recognises, and logger (when not nil) hears once when that starts and once
+// when it ends.
 //
 // Errors never contain the password: pgx redacts it from parse errors, and
 // connect errors name only host, user and database.
-func Open(ctx context.Context, databaseURL string) (*Store, error) {
+func Open(ctx context.Context, databaseURL string, logger *slog.Logger) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
@@ -83,6 +93,13 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 	if _, ok := params["application_name"]; !ok {
 		params["application_name"] = applicationName
 	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.ConnConfig.Tracer = &health{logger: logger}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
@@ -105,6 +122,9 @@ func New(pool *pgxpool.Pool) *Store {
 
 // Close closes the pool, waiting for connections in use to be released.
 func (s *Store) Close() { s.pool.Close() }
+
+// MaxConns is the pool's size (pool_max_conns in the database URL).
+func (s *Store) MaxConns() int32 { return s.pool.Config().MaxConns }
 
 // Ping reports an error if the database does not answer before ctx ends.
 func (s *Store) Ping(ctx context.Context) error {

@@ -69,7 +69,7 @@ func ptr[T any](v T) *T { return &v }
 func TestOpen(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s, err := store.Open(ctx, storetest.URL(t))
+	s, err := store.Open(ctx, storetest.URL(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestErrorsHidePassword(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			errs := map[string]error{}
-			_, errs["Open"] = store.Open(ctx, dbURL)
+			_, errs["Open"] = store.Open(ctx, dbURL, nil)
 			errs["Migrate"] = store.Migrate(dbURL, "up")
 			_, _, errs["MigrationVersion"] = store.MigrationVersion(dbURL)
 			for fn, err := range errs {
