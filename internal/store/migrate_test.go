@@ -2,10 +2,14 @@ package store_test
 
 import (
 	"context"
+	"io/fs"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/dynconn/dynconn/internal/store"
 	"github.com/dynconn/dynconn/internal/store/storetest"
+	"github.com/dynconn/dynconn/migrations"
 )
 
 func TestDatabaseSchemaVersion(t *testing.T) {
@@ -46,11 +50,18 @@ func TestMigrateDownAndUp(t *testing.T) {
 	if err := store.Migrate(dbURL, "up"); err != nil {
 		t.Fatalf("up with nothing to do: %v", err)
 	}
-	for v := store.SchemaVersion; v > 0; v-- {
+	// Down steps to the previous migration, whose number may be more than
+	// one lower while migrations written in parallel are still unmerged.
+	versions := migrationVersions(t)
+	for i := len(versions) - 1; i >= 0; i-- {
 		if err := store.Migrate(dbURL, "down"); err != nil {
-			t.Fatalf("down from %d: %v", v, err)
+			t.Fatalf("down from %d: %v", versions[i], err)
 		}
-		wantVersion(v - 1)
+		if i > 0 {
+			wantVersion(versions[i-1])
+		} else {
+			wantVersion(0)
+		}
 	}
 	if _, err := s.KEKIDsInUse(ctx); err == nil {
 		t.Fatal("connections table still exists after down")
@@ -67,6 +78,27 @@ func TestMigrateDownAndUp(t *testing.T) {
 	if err := store.Migrate(dbURL, "sideways"); err == nil {
 		t.Error("direction sideways accepted")
 	}
+}
+
+// migrationVersions returns the versions of the embedded migrations, ascending.
+func migrationVersions(t *testing.T) []uint {
+	t.Helper()
+	ups, err := fs.Glob(migrations.FS, "*.up.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var versions []uint
+	for _, name := range ups { // Glob sorts, and the numbers are zero-padded
+		n, err := strconv.ParseUint(name[:strings.IndexByte(name, '_')], 10, 64)
+		if err != nil {
+			t.Fatalf("migration %s: %v", name, err)
+		}
+		versions = append(versions, uint(n))
+	}
+	if len(versions) == 0 || versions[len(versions)-1] != store.SchemaVersion {
+		t.Fatalf("migration versions %v do not end at SchemaVersion %d", versions, store.SchemaVersion)
+	}
+	return versions
 }
 
 func TestDatabaseSchemaVersionOfEmptyDatabase(t *testing.T) {
