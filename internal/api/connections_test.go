@@ -16,6 +16,7 @@ import (
 
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/model"
 )
 
 func TestCreateValidation(t *testing.T) {
@@ -151,9 +152,9 @@ func TestConnectionLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := open(context.Background(), e.keys, c)
-	if err != nil || plain.Reveal() != "new-secret-value~0123456789abcdef" {
-		t.Errorf("stored secret after rotation: err=%v, trimmed=%t", err, plain.Reveal() == "new-secret-value~0123456789abcdef")
+	cr, err := credentialsOf(context.Background(), e.keys, c, model.SlotCurrent)
+	if err != nil || string(cr.ClientSecret) != "new-secret-value~0123456789abcdef" {
+		t.Errorf("stored secret after rotation: err=%v, trimmed=%t", err, string(cr.ClientSecret) == "new-secret-value~0123456789abcdef")
 	}
 
 	list := e.do("GET", "/connections?limit=10", "acct-a", nil).json(t)
@@ -317,7 +318,7 @@ func TestSwappedCiphertextFailsToOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := open(ctx, e.keys, c); !errors.Is(err, crypto.ErrUnwrap) && !errors.Is(err, crypto.ErrDecrypt) {
+		if _, err := credentialsOf(ctx, e.keys, c, model.SlotCurrent); !errors.Is(err, crypto.ErrUnwrap) && !errors.Is(err, crypto.ErrDecrypt) {
 			t.Errorf("swapped secret of %s opened or failed oddly: %v", id, err)
 		}
 	}

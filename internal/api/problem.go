@@ -32,6 +32,8 @@ const (
 	typePrecondition  = typeBase + "precondition-failed"
 	typeInFlight      = typeBase + "idempotency-in-flight"
 	typeKeyReused     = typeBase + "idempotency-key-reused"
+
+	typeCertificateUntested = typeBase + "next-certificate-untested"
 )
 
 // problem is an RFC 9457 problem details object (contract shape).

@@ -12,7 +12,9 @@ import (
 
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/credential"
 	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store"
 )
 
@@ -31,6 +33,9 @@ type Options struct {
 	TestBurst int
 	// Metrics records requests and tests; nil records nothing.
 	Metrics *Metrics
+	// CertificateValidity is how long the certificates dynconn makes are
+	// valid (CERTIFICATE_VALIDITY). Default credential.DefaultValidity.
+	CertificateValidity time.Duration
 }
 
 func (o *Options) defaults() {
@@ -45,6 +50,9 @@ func (o *Options) defaults() {
 	}
 	if o.TestBurst == 0 {
 		o.TestBurst = 10
+	}
+	if o.CertificateValidity == 0 {
+		o.CertificateValidity = credential.DefaultValidity
 	}
 }
 
@@ -80,6 +88,10 @@ func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.
 		r.Method(http.MethodGet, "/connections/{id}/tests", handleConnectionTestList(logger, st))
 		r.Method(http.MethodGet, "/connections/{id}/events", handleConnectionEvents(logger, st))
 		r.Method(http.MethodPost, "/connection-tests", handleCredentialsTest(logger, st, keys, tr, opts))
+		r.Method(http.MethodGet, "/connections/{id}/certificate", handleCertificateGet(logger, st, model.SlotCurrent))
+		r.Method(http.MethodPost, "/connections/{id}/certificate/next", handleNextCertificateCreate(logger, st, keys, opts))
+		r.Method(http.MethodGet, "/connections/{id}/certificate/next", handleCertificateGet(logger, st, model.SlotNext))
+		r.Method(http.MethodPost, "/connections/{id}/certificate/next/activate", handleNextCertificateActivate(logger, st, keys, opts))
 	})
 }
 
