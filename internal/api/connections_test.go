@@ -367,7 +367,7 @@ func TestEveryRouteIsInTheSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := chi.NewRouter()
-	addRoutes(r, nil, nil, nil, nil, nil, Options{})
+	addRoutes(r, nil, nil, nil, nil, nil, nil, Options{})
 	err := chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		if _, ok := spec.Paths[route][strings.ToLower(method)]; !ok {
 			t.Errorf("%s %s is served but not in openapi.yaml", method, route)

@@ -56,8 +56,15 @@ func (o *Options) defaults() {
 	}
 }
 
+// microsoft is what the API asks of Microsoft: tests and tokens.
+// *dynamics.Client is the one implementation.
+type microsoft interface {
+	tester
+	tokener
+}
+
 // NewServer returns the HTTP handler of the whole API.
-func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, dyn tester, opts Options) http.Handler {
+func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, dyn microsoft, opts Options) http.Handler {
 	opts.defaults()
 	r := chi.NewRouter()
 	r.Use(requestID, accessLog(logger, opts.Metrics), recoverer(logger))
@@ -68,12 +75,13 @@ func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verif
 		writeProblem(w, r, logger, newProblem(http.StatusMethodNotAllowed, typeMethod, "Method not allowed.", "See /openapi.yaml for the methods of this endpoint."))
 	})
 	tr := &testRunner{dyn: dyn, metrics: opts.Metrics, limits: newAccountLimiter(opts.TestEvery, opts.TestBurst, opts.Now)}
-	addRoutes(r, logger, st, keys, verifier, tr, opts)
+	addRoutes(r, logger, st, keys, verifier, tr, newTokenCache(dyn, opts.Now), opts)
 	return r
 }
 
 // addRoutes lists the whole API surface in one place.
-func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, tr *testRunner, opts Options) {
+func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, tr *testRunner,
+	tc *tokenCache, opts Options) {
 	r.Method(http.MethodGet, "/healthz", handleHealthz())
 	r.Method(http.MethodGet, "/readyz", handleReadyz(logger, st, keys))
 	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())
@@ -92,6 +100,7 @@ func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.
 		r.Method(http.MethodPost, "/connections/{id}/certificate/next", handleNextCertificateCreate(logger, st, keys, opts))
 		r.Method(http.MethodGet, "/connections/{id}/certificate/next", handleCertificateGet(logger, st, model.SlotNext))
 		r.Method(http.MethodPost, "/connections/{id}/certificate/next/activate", handleNextCertificateActivate(logger, st, keys, opts))
+		r.Method(http.MethodPost, "/connections/{id}/token", handleConnectionToken(logger, st, keys, tc, opts.Metrics))
 	})
 }
 
