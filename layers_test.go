@@ -40,7 +40,7 @@ var allowedImports = map[string][]string{
 		"internal/model", "internal/secret", "internal/store"},
 	"cmd/devtoken":           {"internal/auth"},
 	"cmd/dynamics-simulator": {"internal/dynamics/simulator"},
-	"cmd/server": {"internal/api", "internal/auth", "internal/crypto", "internal/dynamics",
+	"cmd/server": {"internal/api", "internal/auth", "internal/credential", "internal/crypto", "internal/dynamics",
 		"internal/rotation", "internal/secret", "internal/store"},
 }
 
