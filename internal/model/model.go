@@ -182,23 +182,15 @@ func (c Connection) SecretState(now time.Time) SecretState {
 
 // CredentialExpiresAt is when the credential the connection signs in with
 // expires: the certificate's NotAfter, or the date the customer gave for the
-// secret (nil when they gave none). Expiry notices read it, so certificates
-// and secrets get the same ones.
+// secret (nil when they gave none). It is the hook for expiry notices
+// (connection.secret_expiring / secret_expired): read it where they would
+// read SecretExpiresAt, so certificates get the same notices as secrets.
 func (c Connection) CredentialExpiresAt() *time.Time {
 	if c.Certificate != nil {
 		t := c.Certificate.NotAfter
 		return &t
 	}
 	return c.SecretExpiresAt
-}
-
-// CredentialState is SecretState for a secret connection and the
-// certificate's State for a certificate connection.
-func (c Connection) CredentialState(now time.Time) SecretState {
-	if c.Certificate != nil {
-		return c.Certificate.State(now)
-	}
-	return c.SecretState(now)
 }
 
 // CredentialFingerprint identifies everything an access token of the

@@ -66,16 +66,16 @@ func TestCertificateState(t *testing.T) {
 		{31 * day, SecretValid}, {30 * day, SecretExpiring}, {day, SecretExpiring}, {0, SecretExpired}, {-day, SecretExpired},
 	} {
 		c := Connection{CredentialType: CredentialCertificate, Certificate: &Certificate{NotAfter: now.Add(tt.notAfter)}}
-		if got := c.CredentialState(now); got != tt.want {
+		if got := c.Certificate.State(now); got != tt.want {
 			t.Errorf("not after now%+v: %s, want %s", tt.notAfter, got, tt.want)
 		}
 		if got := c.CredentialExpiresAt(); got == nil || !got.Equal(now.Add(tt.notAfter)) {
 			t.Errorf("CredentialExpiresAt = %v", got)
 		}
 	}
-	secret := Connection{SecretExpiresAt: nil}
-	if secret.CredentialState(now) != SecretUnknown || secret.CredentialExpiresAt() != nil {
-		t.Error("a secret connection without an expiry date is not judged by its secret")
+	expires := now.Add(day)
+	if got := (Connection{SecretExpiresAt: &expires}).CredentialExpiresAt(); got != &expires {
+		t.Error("a secret connection's credential does not expire with its secret")
 	}
 }
 

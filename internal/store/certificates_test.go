@@ -303,8 +303,8 @@ func TestConnectionsFilterCertificateState(t *testing.T) {
 		c := newCertificateConnection(account, "k1")
 		c.Certificate.NotAfter = notAfter
 		states[state] = create(t, s, c).ID
-		if got := c.CredentialState(now); got != state {
-			t.Errorf("CredentialState = %s, want %s", got, state)
+		if got := c.Certificate.State(now); got != state {
+			t.Errorf("State = %s, want %s", got, state)
 		}
 	}
 	for _, state := range []model.SecretState{model.SecretValid, model.SecretExpiring, model.SecretExpired, model.SecretUnknown} {

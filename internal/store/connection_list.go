@@ -15,7 +15,8 @@ import (
 type Filter struct {
 	// SecretState keeps only connections whose credential is in this state
 	// at Now ("" keeps all): the secret's, or the certificate's for a
-	// certificate connection. The rule is model.Connection.CredentialState's.
+	// certificate connection. The rule is model.Connection.SecretState's and
+	// model.Certificate.State's.
 	SecretState model.SecretState
 	// Now is the time secret states are judged at.
 	Now time.Time
@@ -28,7 +29,7 @@ type stateFilter struct {
 	args func(now time.Time) []any
 }
 
-// secretStateSQL is model.Connection.CredentialState as SQL. A certificate
+// secretStateSQL is those states as SQL. A certificate
 // connection has a cert_not_after and no secret_expires_at or
 // secret_expired_at, a secret connection no cert_not_after (the table's
 // constraints), so COALESCE picks the credential's expiry.
