@@ -17,7 +17,9 @@ import (
 // seal encrypts a client secret for the row (account, id): the associated
 // data binds the ciphertext to that row, so it can't be moved to another.
 func seal(ctx context.Context, keys *crypto.Keyring, account, id string, s secret.String) (model.SealedSecret, error) {
-	env, err := keys.Seal(ctx, []byte(s.Reveal()), crypto.AssociatedData(account, id))
+	plaintext := []byte(s.Reveal())
+	defer clear(plaintext) // the request's string itself cannot be cleared
+	env, err := keys.Seal(ctx, plaintext, crypto.AssociatedData(account, id))
 	if err != nil {
 		return model.SealedSecret{}, fmt.Errorf("seal client secret: %w", err)
 	}
