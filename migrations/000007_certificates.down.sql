@@ -13,17 +13,18 @@ $$;
 ALTER TABLE audit_events DROP CONSTRAINT audit_events_action_check;
 ALTER TABLE audit_events ADD CONSTRAINT audit_events_action_check CHECK (action IN (
     'connection.created', 'connection.updated', 'connection.secret_rotated',
-    'connection.tested', 'connection.deleted')) NOT VALID;
+    'connection.tested', 'connection.deleted',
+    'webhook.created', 'webhook.updated', 'webhook.deleted', 'webhook.disabled')) NOT VALID;
 
-CREATE OR REPLACE FUNCTION register_kek_ids() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO encryption_keys_in_use (kek_id)
-        SELECT DISTINCT secret_kek_id FROM new_rows
-        ON CONFLICT DO NOTHING;
-    RETURN NULL;
-END
-$$;
+DROP TRIGGER connections_register_kek_on_insert ON connections;
+DROP TRIGGER connections_register_kek_on_update ON connections;
+CREATE TRIGGER connections_register_kek_on_insert AFTER INSERT ON connections
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION register_kek_ids();
+CREATE TRIGGER connections_register_kek_on_update AFTER UPDATE ON connections
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION register_kek_ids();
+DROP FUNCTION register_connection_kek_ids();
 
 ALTER TABLE connections
     DROP CONSTRAINT connections_one_credential,

@@ -56,9 +56,11 @@ ALTER TABLE connections
              AND cert_der IS NOT NULL END);
 
 -- The KEK registry of 000003 learns the new key-id columns, so readiness and
--- `keys status` cover private keys too. A NULL (a certificate connection's
+-- `keys status` cover private keys too. Connections get a trigger function
+-- of their own: register_kek_ids() stays as it is for other tables whose
+-- rows hold one secret_kek_id (webhooks). A NULL (a certificate connection's
 -- secret, an absent certificate) names no key.
-CREATE OR REPLACE FUNCTION register_kek_ids() RETURNS trigger
+CREATE FUNCTION register_connection_kek_ids() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     -- DO NOTHING takes no lock on an existing row, so writers never queue on
@@ -72,10 +74,21 @@ BEGIN
     RETURN NULL;
 END
 $$;
+DROP TRIGGER connections_register_kek_on_insert ON connections;
+DROP TRIGGER connections_register_kek_on_update ON connections;
+CREATE TRIGGER connections_register_kek_on_insert AFTER INSERT ON connections
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION register_connection_kek_ids();
+CREATE TRIGGER connections_register_kek_on_update AFTER UPDATE ON connections
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION register_connection_kek_ids();
 
--- The audit trail names the certificate changes.
+-- The audit trail names the certificate changes. The list keeps every action
+-- allowed before, including the webhook actions of 000006, which a parallel
+-- branch adds: a CHECK cannot be extended, only replaced.
 ALTER TABLE audit_events DROP CONSTRAINT audit_events_action_check;
 ALTER TABLE audit_events ADD CONSTRAINT audit_events_action_check CHECK (action IN (
     'connection.created', 'connection.updated', 'connection.secret_rotated',
     'connection.tested', 'connection.deleted',
+    'webhook.created', 'webhook.updated', 'webhook.deleted', 'webhook.disabled',
     'connection.next_certificate_created', 'connection.certificate_activated'));
