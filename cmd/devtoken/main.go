@@ -3,6 +3,12 @@
 // production tokens come from the identity provider behind AUTH_JWKS_URL.
 //
 //	AUTH_HS256_SECRET=$(cat .dev/hs256) go run ./cmd/devtoken -account acct-dev -sub dev-user
+//
+// A worker's token, which may also get access tokens for the account's
+// connections (POST /connections/{id}/token), grants the scope
+// connections:token:
+//
+//	AUTH_HS256_SECRET=$(cat .dev/hs256) go run ./cmd/devtoken -sub worker -scope connections:token
 package main
 
 import (
@@ -11,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/dynconn/dynconn/internal/auth"
@@ -31,8 +38,9 @@ func run(args []string, getenv func(string) string, stdout io.Writer) error {
 	account := fs.String("account", "acct-dev", "account the token acts for (the account_id claim)")
 	subject := fs.String("sub", "dev-user", "actor (the sub claim)")
 	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime; negative for an expired token")
+	scope := fs.String("scope", "", `scopes to grant, space-separated (the scope claim): "`+auth.ScopeToken+`" for POST /connections/{id}/token`)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: AUTH_HS256_SECRET=... devtoken [-account ID] [-sub ID] [-ttl DURATION]")
+		fmt.Fprintln(fs.Output(), "usage: AUTH_HS256_SECRET=... devtoken [-account ID] [-sub ID] [-ttl DURATION] [-scope SCOPES]")
 		fs.PrintDefaults()
 	}
 	if len(args) == 0 {
@@ -51,7 +59,7 @@ func run(args []string, getenv func(string) string, stdout io.Writer) error {
 	if secret == "" {
 		return errors.New("AUTH_HS256_SECRET is not set (make run keeps one in .dev/hs256)")
 	}
-	token, err := auth.NewToken([]byte(secret), *account, *subject, *ttl)
+	token, err := auth.NewToken([]byte(secret), *account, *subject, *ttl, strings.Fields(*scope)...)
 	if err != nil {
 		return err
 	}

@@ -31,8 +31,28 @@ func TestRunPrintsTokenTheVerifierAccepts(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	if want := (auth.Principal{Account: "acct-7", Subject: "alice"}); p != want {
-		t.Errorf("principal = %+v, want %+v", p, want)
+	if p.Account != "acct-7" || p.Subject != "alice" || len(p.Scopes) != 0 {
+		t.Errorf("principal = %+v, want acct-7, alice and no scope", p)
+	}
+}
+
+func TestRunGrantsScopes(t *testing.T) {
+	var out bytes.Buffer
+	err := run([]string{"devtoken", "-sub", "worker", "-scope", "connections:token other"},
+		env(map[string]string{"AUTH_HS256_SECRET": testSecret}), &out)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	v, err := auth.NewVerifier(t.Context(), auth.Config{HS256Secret: secret.String(testSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := v.Verify(t.Context(), "Bearer "+strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if !p.HasScope(auth.ScopeToken) || !p.HasScope("other") || p.Subject != "worker" {
+		t.Errorf("principal = %+v, want worker with connections:token and other", p)
 	}
 }
 

@@ -2,7 +2,8 @@
 // Entra ID endpoints on a loopback port, so dynconn's connection test can be
 // tried without an Azure tenant. Run dynconn with DYNAMICS_ALLOW_LOOPBACK=true
 // and paste one of the printed instance URLs with the printed Client ID and
-// Client Secret. Each scenario has a port of its own, so each printed URL is a
+// Client Secret (or, for a certificate connection, upload its certificate
+// as printed). Each scenario has a port of its own, so each printed URL is a
 // plain http://127.0.0.1:PORT that produces one diagnosis: -addr's port runs
 // the -scenario flag's one, and the ports after it run the scenarios in the
 // order of the table.
@@ -149,7 +150,9 @@ func printScenarios(w io.Writer, eps []endpoint) {
 	fmt.Fprintf(w, "Client Id:      %s\n", simulator.ClientID)
 	fmt.Fprintf(w, "Client Secret:  %s\n", simulator.ClientSecret)
 	fmt.Fprintf(w, "Tenant Id:      %s (optional; leave empty to discover)\n", simulator.TenantID)
-	fmt.Fprintf(w, "Secret ID:      %s (paste it as the secret to see client_secret_invalid)\n\n", simulator.SecretID)
+	fmt.Fprintf(w, "Secret ID:      %s (paste it as the secret to see client_secret_invalid)\n", simulator.SecretID)
+	fmt.Fprintf(w, "Certificate:    for a certificate connection, upload the certificate dynconn made to the app (any port):\n")
+	fmt.Fprintf(w, "                curl --data-binary @dynconn-ID.pem %s/_sim/apps/%s/certificates\n\n", base, simulator.ClientID)
 	fmt.Fprintf(w, "Resource URL per scenario (%s runs the -scenario flag's one):\n\n", base)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RESOURCE URL\tSCENARIO\tEXPECTED\tWHAT MICROSOFT DOES")

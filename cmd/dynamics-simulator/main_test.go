@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -9,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/dynconn/dynconn/internal/credential"
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
 	"github.com/dynconn/dynconn/internal/logtest"
 )
@@ -78,5 +82,23 @@ func TestEachScenarioHasItsOwnURL(t *testing.T) {
 	}
 	if got := probe(base[1]); got != http.StatusOK {
 		t.Errorf("-addr URL probe = %d, want 200 (scenario not_dataverse)", got)
+	}
+
+	// The printed upload command takes a certificate.
+	upload := regexp.MustCompile(`curl --data-binary @dynconn-ID\.pem (\S+)`).FindStringSubmatch(out.String())
+	if upload == nil {
+		t.Fatalf("no upload command in:\n%s", out)
+	}
+	cert, _, err := credential.Generate(uuid.New(), time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(upload[1], "application/x-pem-file", bytes.NewReader(cert.PEM()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("upload as printed: %d", resp.StatusCode)
 	}
 }

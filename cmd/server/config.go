@@ -8,9 +8,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dynconn/dynconn/internal/api"
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/credential"
 	"github.com/dynconn/dynconn/internal/secret"
 )
 
@@ -24,6 +26,9 @@ type config struct {
 	AllowLoopback bool
 	LogLevel      slog.Level
 	CORSOrigins   []string // exact origins whose pages may call the API
+	// CertificateValidity is how long the certificates of certificate
+	// connections are valid (CERTIFICATE_VALIDITY, a Go duration).
+	CertificateValidity time.Duration
 }
 
 // loadConfig reads and checks the environment, reporting every problem at
@@ -63,6 +68,16 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if cfg.CORSOrigins, err = api.ParseOrigins(getenv("CORS_ALLOWED_ORIGINS")); err != nil {
 		errs = append(errs, fmt.Errorf("CORS_ALLOWED_ORIGINS: %w", err))
+	}
+	cfg.CertificateValidity = credential.DefaultValidity
+	if s := getenv("CERTIFICATE_VALIDITY"); s != "" {
+		// Entra accepts any validity; past a few years a key outlives the
+		// guidance on 2048-bit RSA, and a customer forgets how to renew.
+		if d, err := time.ParseDuration(s); err != nil || d <= 0 || d > 5*credential.DefaultValidity {
+			errs = append(errs, fmt.Errorf("CERTIFICATE_VALIDITY: %q is not a positive Go duration up to 43800h (5 years), for example 8760h", s))
+		} else {
+			cfg.CertificateValidity = d
+		}
 	}
 	if s := getenv("LOG_LEVEL"); s != "" {
 		if err := cfg.LogLevel.UnmarshalText([]byte(s)); err != nil {

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestConfigAuthRules checks that loadConfig applies auth's own rules, so a
@@ -39,5 +40,21 @@ func TestConfigAuthRules(t *testing.T) {
 				t.Errorf("loadConfig error:\n%v\nwant auth error %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestConfigCertificateValidity(t *testing.T) {
+	base := map[string]string{"DATABASE_URL": "postgres://localhost/dynconn", "AUTH_HS256_SECRET": strings.Repeat("s", 32)}
+	for value, want := range map[string]time.Duration{"": 8760 * time.Hour, "720h": 720 * time.Hour, "17520h": 17520 * time.Hour,
+		"30m": 30 * time.Minute, "1y": 0, "0s": 0, "-24h": 0, "50000h": 0} {
+		env := maps.Clone(base)
+		env["CERTIFICATE_VALIDITY"] = value
+		cfg, err := loadConfig(func(k string) string { return env[k] })
+		switch {
+		case want == 0 && (err == nil || !strings.Contains(err.Error(), "CERTIFICATE_VALIDITY")):
+			t.Errorf("%q: error %v, want one naming CERTIFICATE_VALIDITY", value, err)
+		case want != 0 && (err != nil || cfg.CertificateValidity != want):
+			t.Errorf("%q: %v, %v; want %v", value, cfg.CertificateValidity, err, want)
+		}
 	}
 }

@@ -131,8 +131,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	metrics := api.NewMetrics(reg)
 
 	srv := &http.Server{
-		Addr:              cfg.ListenAddr,
-		Handler:           api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics, CORSAllowedOrigins: cfg.CORSOrigins, RequestHashKey: hashKey}),
+		Addr: cfg.ListenAddr,
+		Handler: api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics,
+			CORSAllowedOrigins: cfg.CORSOrigins, RequestHashKey: hashKey, CertificateValidity: cfg.CertificateValidity}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      60 * time.Second, // a connection test may take its full 25 s deadline

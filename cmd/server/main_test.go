@@ -102,10 +102,10 @@ func TestSecretNeverLeaks(t *testing.T) {
 		t.Fatal(err)
 	}
 	var responses bytes.Buffer
-	call := func(method, path, body string) map[string]any {
+	raw := func(bearer, method, path, body string) []byte {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Authorization", "Bearer "+bearer)
 		req.Header.Set("Content-Type", "application/json")
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -117,9 +117,17 @@ func TestSecretNeverLeaks(t *testing.T) {
 		if res.StatusCode >= 300 {
 			t.Fatalf("%s %s: %d %s", method, path, res.StatusCode, b)
 		}
+		return b
+	}
+	callAs := func(bearer, method, path, body string) map[string]any {
+		t.Helper()
 		var m map[string]any
-		_ = json.Unmarshal(b, &m)
+		_ = json.Unmarshal(raw(bearer, method, path, body), &m)
 		return m
+	}
+	call := func(method, path, body string) map[string]any {
+		t.Helper()
+		return callAs(tok, method, path, body)
 	}
 	created := call("POST", "/connections", `{"instance_url":"`+sim.InstanceURL("ok")+`","client_id":"`+simulator.ClientID+`","client_secret":"`+secrets[0]+`\n"}`)
 	id := created["id"].(string)
@@ -130,6 +138,28 @@ func TestSecretNeverLeaks(t *testing.T) {
 		t.Fatalf("test through the simulator failed: %v", res["error"])
 	}
 	call("POST", "/connection-tests", `{"connection_id":"`+id+`"}`)
+
+	// A worker gets an access token; the connection then moves to a
+	// certificate, and the worker gets a token signed for by its key.
+	worker, err := auth.NewToken([]byte(hs), "acct-e2e", "worker", time.Hour, auth.ScopeToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	accessTokens := []string{callAs(worker, "POST", "/connections/"+id+"/token", "")["access_token"].(string)}
+	call("POST", "/connections/"+id+"/certificate/next", "")
+	if _, err := sim.UploadCertificate(simulator.ClientID, raw(tok, "GET", "/connections/"+id+"/certificate/next", "")); err != nil {
+		t.Fatal(err)
+	}
+	if res := call("POST", "/connection-tests", `{"connection_id":"`+id+`","credential":"next_certificate"}`); res["ok"] != true {
+		t.Fatalf("test of the next certificate failed: %v", res["error"])
+	}
+	if moved := call("POST", "/connections/"+id+"/certificate/next/activate", ""); moved["credential_type"] != "certificate" {
+		t.Fatalf("activate: %v", moved)
+	}
+	accessTokens = append(accessTokens, callAs(worker, "POST", "/connections/"+id+"/token", "")["access_token"].(string))
+	if accessTokens[0] == accessTokens[1] {
+		t.Error("the token of the old credential was handed out after the move")
+	}
 	// A refused request that carries a secret must not echo it either.
 	req, _ := http.NewRequest("POST", base+"/connections", strings.NewReader(`{"client_secret":"`+secrets[0]+`","clientId":1`))
 	req.Header.Set("Authorization", "Bearer "+tok)
@@ -177,6 +207,18 @@ func TestSecretNeverLeaks(t *testing.T) {
 		for where, text := range map[string]string{"logs": logs.String(), "responses": responses.String(), "pg_dump": string(dump)} {
 			if strings.Contains(text, s) {
 				t.Errorf("the plaintext secret appears in the %s", where)
+			}
+		}
+	}
+	for where, text := range map[string]string{"logs": logs.String(), "responses": responses.String(), "pg_dump": string(dump)} {
+		if strings.Contains(text, "PRIVATE KEY") {
+			t.Errorf("a private key appears in the %s", where)
+		}
+	}
+	for _, at := range accessTokens {
+		for where, text := range map[string]string{"logs": logs.String(), "pg_dump": string(dump)} {
+			if strings.Contains(text, at) {
+				t.Errorf("a worker's access token appears in the %s", where)
 			}
 		}
 	}

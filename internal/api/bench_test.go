@@ -277,3 +277,58 @@ func median(d []time.Duration) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkConnectionToken is POST /connections/{id}/token through the real
+// server: "cached" is how workers mostly get it (authentication, the scope
+// check, reading the connection, no decryption, no Microsoft); the fresh ones
+// open the credential and make a token request to the simulator, with a
+// secret or with a client assertion signed by the certificate's key.
+func BenchmarkConnectionToken(b *testing.B) {
+	e := newEnv(b)
+	secretID := e.do("POST", "/connections", "acct-a", e.simCreate("ok")).json(b)["id"].(string)
+	certID := e.do("POST", "/connections", "acct-b", map[string]any{"instance_url": e.sim.InstanceURL("ok"),
+		"client_id": simulator.ClientID, "credential_type": "certificate"}).json(b)["id"].(string)
+	pemFile := e.do("GET", "/connections/"+certID+"/certificate", "acct-b", nil).body
+	if _, err := e.sim.UploadCertificate(simulator.ClientID, pemFile); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct{ name, account, id, query string }{
+		{"cached", "acct-a", secretID, ""},
+		{"fresh-secret", "acct-a", secretID, "?fresh=true"},
+		{"fresh-certificate", "acct-b", certID, "?fresh=true"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			tok := workerToken(b, bc.account)
+			before := e.sim.Count("token")
+			lat := make([]time.Duration, 0, b.N)
+			b.ReportAllocs()
+			for b.Loop() {
+				start := time.Now()
+				req, _ := http.NewRequest("POST", e.srv.URL+"/connections/"+bc.id+"/token"+bc.query, nil)
+				req.Header.Set("Authorization", "Bearer "+tok)
+				res, err := e.srv.Client().Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				lat = append(lat, time.Since(start))
+				if res.StatusCode != http.StatusOK {
+					b.Fatalf("status %d", res.StatusCode)
+				}
+			}
+			if n := e.sim.Count("token") - before; bc.query == "" && n > 1 {
+				b.Fatalf("%d token requests: the cache did not answer", n)
+			}
+			reportLatencies(b, lat)
+		})
+	}
+}
+
+// reportLatencies reports the median and 99th percentile of d.
+func reportLatencies(b *testing.B, d []time.Duration) {
+	slices.Sort(d)
+	at := func(q float64) float64 { return float64(d[int(q*float64(len(d)-1))].Microseconds()) }
+	b.ReportMetric(at(0.50), "p50-µs")
+	b.ReportMetric(at(0.99), "p99-µs")
+}

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -52,11 +53,11 @@ func (tr *testRunner) checkRate(account string) error {
 // an answer; the dynamics client bounds it with its own deadline. The key
 // holds the connection's version, so a request that comes after an edit
 // never gets the result of the credentials before it.
-func (tr *testRunner) testStored(ctx context.Context, st *store.Store, id uuid.UUID, c model.Connection, s secret.String, a store.Audit) (json.RawMessage, error) {
+func (tr *testRunner) testStored(ctx context.Context, st *store.Store, id uuid.UUID, c model.Connection, cr dynamics.Credentials, a store.Audit) (json.RawMessage, error) {
 	key := fmt.Sprintf("%s/%s/%d", c.Account, c.ID, c.Version)
 	v, err, _ := tr.flights.Do(key, func() (any, error) {
 		ctx := context.WithoutCancel(ctx)
-		res := tr.test(ctx, credentialsOf(c, s))
+		res := tr.test(ctx, cr)
 		body, err := json.Marshal(res)
 		if err != nil {
 			return nil, fmt.Errorf("encode test result: %w", err)
@@ -102,11 +103,12 @@ func handleConnectionTest(logger *slog.Logger, st *store.Store, keys *crypto.Key
 		if err := tr.checkRate(p.Account); err != nil {
 			return err
 		}
-		s, err := open(r.Context(), keys, c)
+		cr, err := credentialsOf(r.Context(), keys, c, model.SlotCurrent)
 		if err != nil {
 			return err
 		}
-		body, err := tr.testStored(r.Context(), st, id, c, s, auditOf(r))
+		defer cr.Clear()
+		body, err := tr.testStored(r.Context(), st, id, c, cr, auditOf(r))
 		if err != nil {
 			return err
 		}
@@ -121,8 +123,10 @@ func handleConnectionTestList(logger *slog.Logger, st *store.Store) http.Handler
 }
 
 // handleCredentialsTest tests credentials from the body and stores nothing.
-// With a connection_id and no client_secret it uses the stored secret, so the
-// modal can test an edit without asking for the secret again.
+// With a connection_id and no client_secret it uses the stored credential, so
+// the modal can test an edit without asking for the secret again; with
+// "credential":"next_certificate" it uses the connection's pending
+// certificate, and a pass is recorded on it (its activation needs one).
 func handleCredentialsTest(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, tr *testRunner, opts Options) http.Handler {
 	return handle(logger, func(w http.ResponseWriter, r *http.Request) error {
 		o, err := decodeObject(w, r)
@@ -132,6 +136,7 @@ func handleCredentialsTest(logger *slog.Logger, st *store.Store, keys *crypto.Ke
 		connID, hasConn := o.str("connection_id")
 		o.reject("name", "client_secret_expires_at") // a test has no use for them
 		f := parseConnectionFields(o, opts.AllowLoopback, opts.Now())
+		next := parseTestCredential(o, hasConn, f.ClientSecret != nil)
 		if !hasConn {
 			requireCreateFields(o)
 		}
@@ -148,26 +153,49 @@ func handleCredentialsTest(logger *slog.Logger, st *store.Store, keys *crypto.Ke
 			if c, err = st.Connection(r.Context(), p.Account, id); err != nil {
 				return err
 			}
+			if next && c.NextCertificate == nil {
+				return errNoNextCertificate
+			}
 		}
 		if err := tr.checkRate(p.Account); err != nil {
 			return err
 		}
-		var s secret.String
+		slot := model.SlotCurrent
+		if next {
+			slot = model.SlotNext
+		}
+		var cr dynamics.Credentials
 		if f.ClientSecret != nil {
-			s = *f.ClientSecret
-		} else if s, err = open(r.Context(), keys, c); err != nil {
+			cr.ClientSecret = secret.Bytes(f.ClientSecret.Reveal())
+		} else if cr, err = credentialsOf(r.Context(), keys, c, slot); err != nil {
 			return err
 		}
+		defer cr.Clear()
 		if f.Instance != nil {
-			c.InstanceURL = f.Instance.URL
+			cr.InstanceURL = f.Instance.URL
+		} else {
+			cr.InstanceURL = c.InstanceURL
 		}
 		if f.ClientID != nil {
-			c.ClientID = *f.ClientID
+			cr.ClientID = *f.ClientID
+		} else {
+			cr.ClientID = c.ClientID
 		}
 		if f.TenantID != nil {
-			c.TenantID = f.tenant()
+			cr.TenantID = *f.TenantID
+		} else if c.TenantID != nil {
+			cr.TenantID = *c.TenantID
 		}
 		// No sharing here: the body's credentials are this caller's alone.
-		return encode(w, http.StatusOK, tr.test(r.Context(), credentialsOf(c, s)))
+		res := tr.test(r.Context(), cr)
+		if next && res.OK {
+			err := st.RecordNextCertificatePass(r.Context(), p.Account, uuid.MustParse(c.ID), c.NextCertificate.ThumbprintSHA256, auditOf(r))
+			// ErrNotFound: the certificate was replaced or activated meanwhile,
+			// so this pass is not the pending one's.
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		return encode(w, http.StatusOK, res)
 	})
 }

@@ -17,19 +17,23 @@ import (
 
 // connectionResponse is the connection resource (contract). It is separate
 // from model.Connection so the sealed secret can never be marshalled. Its
-// times are the store's, which are in UTC.
+// times are the store's, which are in UTC. Of client_secret and certificate,
+// the one of the connection's credential_type is set and the other null.
 type connectionResponse struct {
-	ID           string          `json:"id"`
-	Name         string          `json:"name"`
-	InstanceURL  string          `json:"instance_url"`
-	ClientID     string          `json:"client_id"`
-	TenantID     *string         `json:"tenant_id"`
-	Cloud        model.Cloud     `json:"cloud"`
-	ClientSecret secretStatus    `json:"client_secret"`
-	Status       model.Status    `json:"status"`
-	LastTest     json.RawMessage `json:"last_test"`
-	CreatedAt    time.Time       `json:"created_at"`
-	UpdatedAt    time.Time       `json:"updated_at"`
+	ID              string                   `json:"id"`
+	Name            string                   `json:"name"`
+	InstanceURL     string                   `json:"instance_url"`
+	ClientID        string                   `json:"client_id"`
+	TenantID        *string                  `json:"tenant_id"`
+	Cloud           model.Cloud              `json:"cloud"`
+	CredentialType  model.CredentialType     `json:"credential_type"`
+	ClientSecret    *secretStatus            `json:"client_secret"`
+	Certificate     *certificateStatus       `json:"certificate"`
+	NextCertificate *nextCertificateResponse `json:"next_certificate"`
+	Status          model.Status             `json:"status"`
+	LastTest        json.RawMessage          `json:"last_test"`
+	CreatedAt       time.Time                `json:"created_at"`
+	UpdatedAt       time.Time                `json:"updated_at"`
 }
 
 // secretStatus reports that a secret is stored, never what it is.
@@ -45,12 +49,18 @@ func toConnectionResponse(c model.Connection, now time.Time) connectionResponse 
 	if len(last) == 0 {
 		last = json.RawMessage("null")
 	}
-	return connectionResponse{
+	r := connectionResponse{
 		ID: c.ID, Name: c.Name, InstanceURL: c.InstanceURL, ClientID: c.ClientID, TenantID: c.TenantID,
-		Cloud: c.Cloud, Status: c.Status, LastTest: last, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
-		ClientSecret: secretStatus{Set: len(c.Secret.Ciphertext) > 0, UpdatedAt: c.SecretUpdatedAt,
-			ExpiresAt: c.SecretExpiresAt, State: c.SecretState(now)},
+		Cloud: c.Cloud, CredentialType: c.CredentialType, Status: c.Status, LastTest: last, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		Certificate: toCertificateStatus(c.Certificate, now),
 	}
+	if c.Secret.Ciphertext != nil {
+		r.ClientSecret = &secretStatus{Set: true, UpdatedAt: c.SecretUpdatedAt, ExpiresAt: c.SecretExpiresAt, State: c.SecretState(now)}
+	}
+	if c.NextCertificate != nil {
+		r.NextCertificate = toNextCertificateResponse(c, now)
+	}
+	return r
 }
 
 // writeConnection answers with c and its ETag.
@@ -87,19 +97,24 @@ func handleConnectionCreate(logger *slog.Logger, st *store.Store, keys *crypto.K
 			return err
 		}
 		f := parseConnectionFields(o, opts.AllowLoopback, opts.Now())
-		requireCreateFields(o)
+		credentialType := parseCredentialType(o)
 		if err := o.finish(); err != nil {
 			return err
 		}
 		account := principalFrom(r.Context()).Account
 		id := uuid.NewString() // known before sealing: it is part of the associated data
-		sealed, err := seal(r.Context(), keys, account, id, *f.ClientSecret)
-		if err != nil {
-			return err
-		}
 		c := model.Connection{
 			ID: id, Account: account, Name: defaultName(f.Instance.URL), InstanceURL: f.Instance.URL, Cloud: f.Instance.Cloud,
-			ClientID: *f.ClientID, TenantID: f.tenant(), Secret: sealed, SecretExpiresAt: f.SecretExpiresAt, Status: model.StatusUntested,
+			ClientID: *f.ClientID, TenantID: f.tenant(), CredentialType: credentialType, Status: model.StatusUntested,
+		}
+		if credentialType == model.CredentialCertificate {
+			c.Certificate, err = newCertificate(r.Context(), keys, account, id, model.SlotCurrent, opts.Now(), opts.CertificateValidity)
+		} else {
+			c.Secret, err = seal(r.Context(), keys, account, id, *f.ClientSecret)
+			c.SecretExpiresAt = f.SecretExpiresAt
+		}
+		if err != nil {
+			return err
 		}
 		if f.Name != nil && *f.Name != "" {
 			c.Name = *f.Name
@@ -199,9 +214,14 @@ func handleConnectionUpdate(logger *slog.Logger, st *store.Store, keys *crypto.K
 }
 
 // applyUpdate changes c as the request asks. When any credential changes the
-// last test no longer describes the connection, so it becomes untested.
+// last test no longer describes the connection, so it becomes untested. A
+// certificate connection takes no client secret: its certificate is renewed
+// through certificate/next.
 func applyUpdate(ctx context.Context, keys *crypto.Keyring, c *model.Connection, f connectionFields, now time.Time) error {
-	tested := credentialsOf(*c, "")
+	if c.CredentialType == model.CredentialCertificate && (f.ClientSecret != nil || f.SecretExpiresAt != nil || f.ClearSecretExpiry) {
+		return &validationError{fields: secretConflicts(f)}
+	}
+	tested := c.CredentialFingerprint()
 	if f.Name != nil {
 		c.Name = *f.Name
 		if c.Name == "" {
@@ -232,11 +252,28 @@ func applyUpdate(ctx context.Context, keys *crypto.Keyring, c *model.Connection,
 	if f.ClearSecretExpiry {
 		c.SecretExpiresAt = nil
 	}
-	if f.ClientSecret != nil || credentialsOf(*c, "") != tested {
+	if c.CredentialFingerprint() != tested {
 		c.Status = model.StatusUntested
 		c.LastTest = nil
 	}
 	return nil
+}
+
+// secretConflicts are the 422 entries of a change of a certificate
+// connection's client secret fields.
+func secretConflicts(f connectionFields) []fieldError {
+	var errs []fieldError
+	add := func(field string) {
+		errs = append(errs, fieldError{Field: field, Code: "credential_conflict", Message: "This connection signs in with a certificate and has no client secret. " +
+			"To replace the certificate, make a next one (POST /connections/{id}/certificate/next), upload it, test it and activate it."})
+	}
+	if f.ClientSecret != nil {
+		add("client_secret")
+	}
+	if f.SecretExpiresAt != nil || f.ClearSecretExpiry {
+		add("client_secret_expires_at")
+	}
+	return errs
 }
 
 func handleConnectionDelete(logger *slog.Logger, st *store.Store) http.Handler {

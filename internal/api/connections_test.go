@@ -17,6 +17,7 @@ import (
 
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store/storetest"
 )
 
@@ -191,9 +192,9 @@ func TestConnectionLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := open(context.Background(), e.keys, c)
-	if err != nil || plain.Reveal() != "new-secret-value~0123456789abcdef" {
-		t.Errorf("stored secret after rotation: err=%v, trimmed=%t", err, plain.Reveal() == "new-secret-value~0123456789abcdef")
+	cr, err := credentialsOf(context.Background(), e.keys, c, model.SlotCurrent)
+	if err != nil || string(cr.ClientSecret) != "new-secret-value~0123456789abcdef" {
+		t.Errorf("stored secret after rotation: err=%v, trimmed=%t", err, string(cr.ClientSecret) == "new-secret-value~0123456789abcdef")
 	}
 
 	list := e.do("GET", "/connections?limit=10", "acct-a", nil).json(t)
@@ -358,7 +359,7 @@ func TestSwappedCiphertextFailsToOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := open(ctx, e.keys, c); !errors.Is(err, crypto.ErrUnwrap) && !errors.Is(err, crypto.ErrDecrypt) {
+		if _, err := credentialsOf(ctx, e.keys, c, model.SlotCurrent); !errors.Is(err, crypto.ErrUnwrap) && !errors.Is(err, crypto.ErrDecrypt) {
 			t.Errorf("swapped secret of %s opened or failed oddly: %v", id, err)
 		}
 	}
@@ -415,7 +416,7 @@ func TestEveryRouteIsInTheSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := chi.NewRouter()
-	addRoutes(r, nil, nil, nil, nil, nil, Options{})
+	addRoutes(r, nil, nil, nil, nil, nil, nil, Options{})
 	err := chi.Walk(r, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		if _, ok := spec.Paths[route][strings.ToLower(method)]; !ok {
 			t.Errorf("%s %s is served but not in openapi.yaml", method, route)
@@ -437,7 +438,7 @@ func TestEveryResponseIsNoStore(t *testing.T) {
 	type request struct{ method, path, account string }
 	requests := []request{{"GET", "/nowhere", ""}, {"BREW", "/connections", "acct-a"}, {"PUT", "/connections", "acct-a"}}
 	routes := chi.NewRouter()
-	addRoutes(routes, nil, nil, nil, nil, nil, Options{})
+	addRoutes(routes, nil, nil, nil, nil, nil, nil, Options{})
 	err := chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
 		path := strings.ReplaceAll(route, "{id}", id)
 		requests = append(requests, request{method, path, "acct-a"}, request{method, path, ""})

@@ -33,8 +33,10 @@ import (
 const hsSecret = "test-signing-secret-that-is-long-enough-0123456789"
 
 // specRouter finds the operation of a request in openapi.yaml; every
-// response a test receives is validated against it.
+// response a test receives is validated against it, certificate files too.
 var specRouter = sync.OnceValues(func() (routers.Router, error) {
+	openapi3filter.RegisterBodyDecoder(mediaPEM, openapi3filter.FileBodyDecoder)
+	openapi3filter.RegisterBodyDecoder(mediaDER, openapi3filter.FileBodyDecoder)
 	loader := openapi3.NewLoader()
 	doc, err := loader.LoadFromData(dynconn.OpenAPI)
 	if err != nil {

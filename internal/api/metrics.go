@@ -15,6 +15,7 @@ type Metrics struct {
 	duration     *prometheus.HistogramVec
 	tests        *prometheus.CounterVec
 	testDuration prometheus.Histogram
+	tokens       *prometheus.CounterVec
 }
 
 // NewMetrics registers the API's instruments with reg.
@@ -34,9 +35,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dynconn_connection_test_duration_seconds", Help: "How long connection tests took, Microsoft's part included.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 10),
 		}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dynconn_connection_tokens_total",
+			Help: "Access tokens asked for by workers, by source (cache or microsoft) and outcome (issued, or the diagnosis code).",
+		}, []string{"source", "outcome"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.tests, m.testDuration)
+	reg.MustRegister(m.requests, m.duration, m.tests, m.testDuration, m.tokens)
 	return m
+}
+
+// observeToken counts one answer of the token endpoint. A nil *Metrics
+// records nothing.
+func (m *Metrics) observeToken(source, outcome string) {
+	if m == nil {
+		return
+	}
+	m.tokens.WithLabelValues(source, outcome).Inc()
 }
 
 // observeTest counts one connection test. A nil *Metrics records nothing.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store"
 )
 
@@ -33,6 +34,11 @@ const (
 	typeInFlight      = typeBase + "idempotency-in-flight"
 	typeKeyReused     = typeBase + "idempotency-key-reused"
 	typeUnavailable   = typeBase + "unavailable"
+
+	typeCertificateUntested = typeBase + "next-certificate-untested"
+	typeForbidden           = typeBase + "forbidden"
+	typeMicrosoftRefused    = typeBase + "microsoft-refused"
+	typeMicrosoftThrottled  = typeBase + "microsoft-throttled"
 )
 
 // problem is an RFC 9457 problem details object (contract shape).
@@ -49,6 +55,9 @@ type problem struct {
 	RequestID string `json:"request_id,omitempty"`
 	// Checks lists the readiness checks on a 503 from /readyz.
 	Checks []readinessCheck `json:"checks,omitempty"`
+	// Diagnosis says why Microsoft gave no token, on a 502 or 503 from the
+	// token endpoint.
+	Diagnosis *model.TestError `json:"diagnosis,omitempty"`
 
 	// retryAfter, in seconds, becomes a Retry-After header.
 	retryAfter int

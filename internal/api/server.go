@@ -12,7 +12,9 @@ import (
 
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/credential"
 	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store"
 )
 
@@ -37,6 +39,9 @@ type Options struct {
 	// RequestHashKey keys the hashes of idempotent creates' bodies
 	// (LoadRequestHashKey). Required.
 	RequestHashKey []byte
+	// CertificateValidity is how long the certificates dynconn makes are
+	// valid (CERTIFICATE_VALIDITY). Default credential.DefaultValidity.
+	CertificateValidity time.Duration
 }
 
 func (o *Options) defaults() {
@@ -52,10 +57,20 @@ func (o *Options) defaults() {
 	if o.TestBurst == 0 {
 		o.TestBurst = 10
 	}
+	if o.CertificateValidity == 0 {
+		o.CertificateValidity = credential.DefaultValidity
+	}
+}
+
+// microsoft is what the API asks of Microsoft: tests and tokens.
+// *dynamics.Client is the one implementation.
+type microsoft interface {
+	tester
+	tokener
 }
 
 // NewServer returns the HTTP handler of the whole API.
-func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, dyn tester, opts Options) http.Handler {
+func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, dyn microsoft, opts Options) http.Handler {
 	opts.defaults()
 	if len(opts.RequestHashKey) != requestHashKeySize {
 		panic("api: Options.RequestHashKey must be the key LoadRequestHashKey returns")
@@ -69,12 +84,13 @@ func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verif
 		writeProblem(w, r, logger, newProblem(http.StatusMethodNotAllowed, typeMethod, "Method not allowed.", "See /openapi.yaml for the methods of this endpoint."))
 	})
 	tr := &testRunner{dyn: dyn, metrics: opts.Metrics, limits: newAccountLimiter(opts.TestEvery, opts.TestBurst, opts.Now)}
-	addRoutes(r, logger, st, keys, verifier, tr, opts)
+	addRoutes(r, logger, st, keys, verifier, tr, newTokenCache(dyn, opts.Now), opts)
 	return r
 }
 
 // addRoutes lists the whole API surface in one place.
-func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, tr *testRunner, opts Options) {
+func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, tr *testRunner,
+	tc *tokenCache, opts Options) {
 	r.Method(http.MethodGet, "/healthz", handleHealthz())
 	r.Method(http.MethodGet, "/readyz", handleReadyz(logger, st, keys))
 	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())
@@ -91,6 +107,11 @@ func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.
 		r.Method(http.MethodGet, "/connections/{id}/tests", handleConnectionTestList(logger, st))
 		r.Method(http.MethodGet, "/connections/{id}/events", handleConnectionEvents(logger, st))
 		r.Method(http.MethodPost, "/connection-tests", handleCredentialsTest(logger, st, keys, tr, opts))
+		r.Method(http.MethodGet, "/connections/{id}/certificate", handleCertificateGet(logger, st, model.SlotCurrent))
+		r.Method(http.MethodPost, "/connections/{id}/certificate/next", handleNextCertificateCreate(logger, st, keys, opts))
+		r.Method(http.MethodGet, "/connections/{id}/certificate/next", handleCertificateGet(logger, st, model.SlotNext))
+		r.Method(http.MethodPost, "/connections/{id}/certificate/next/activate", handleNextCertificateActivate(logger, st, keys, opts))
+		r.Method(http.MethodPost, "/connections/{id}/token", handleConnectionToken(logger, st, keys, tc, opts.Metrics))
 	})
 }
 

@@ -156,15 +156,75 @@ func checkSecret(o *object, raw, clientID string) (secret.String, bool) {
 // requireCreateFields records the fields a create (or a test without a stored
 // connection) must have.
 func requireCreateFields(o *object) {
+	requireTarget(o)
+	if !o.has("client_secret") {
+		o.add("client_secret", "required", "Paste the client secret's Value from Certificates & secrets in the app registration.")
+	}
+}
+
+// requireTarget records the fields that say what to sign in to.
+func requireTarget(o *object) {
 	if !o.has("instance_url") {
 		o.add("instance_url", "required", "Enter your Dynamics 365 instance URL, for example https://yourorg.crm.dynamics.com.")
 	}
 	if !o.has("client_id") {
 		o.add("client_id", "required", "Enter the Application (client) ID from the app registration's Overview page in Azure.")
 	}
-	if !o.has("client_secret") {
-		o.add("client_secret", "required", "Paste the client secret's Value from Certificates & secrets in the app registration.")
+}
+
+// parseCredentialType reads a create's credential_type (default
+// client_secret) and requires the fields of that type: a client secret, or
+// for a certificate none, since dynconn makes the certificate.
+func parseCredentialType(o *object) model.CredentialType {
+	t := model.CredentialClientSecret
+	if s, ok := o.str("credential_type"); ok {
+		t = model.CredentialType(s)
 	}
+	switch t {
+	case model.CredentialClientSecret:
+		requireCreateFields(o)
+	case model.CredentialCertificate:
+		requireTarget(o)
+		rejectSecretFields(o)
+	default:
+		o.add("credential_type", "out_of_range", "credential_type must be client_secret or certificate.")
+	}
+	return t
+}
+
+// rejectSecretFields records the client secret fields as conflicts: a
+// certificate connection has no client secret.
+func rejectSecretFields(o *object) {
+	for _, f := range []string{"client_secret", "client_secret_expires_at"} {
+		if o.has(f) {
+			o.add(f, "credential_conflict", "A certificate connection has no client secret: leave "+f+
+				" out. dynconn makes the certificate; upload it to the app registration under Certificates & secrets > Certificates.")
+		}
+	}
+}
+
+// testCredentialNext is the credential value of a test with the pending
+// next certificate.
+const testCredentialNext = "next_certificate"
+
+// parseTestCredential reads a test's credential field and reports whether
+// it asks for the connection's next certificate, which needs a connection
+// and no client secret beside it.
+func parseTestCredential(o *object, hasConnection, hasSecret bool) bool {
+	s, ok := o.str("credential")
+	switch {
+	case !ok:
+		return false
+	case s != testCredentialNext:
+		o.add("credential", "out_of_range", `credential must be "next_certificate" (or left out to test the connection's own credential).`)
+	case !hasConnection:
+		o.add("credential", "credential_conflict", "Testing the next certificate needs the connection_id of its connection.")
+	case hasSecret:
+		o.add("client_secret", "credential_conflict", "A test of the next certificate signs in with the certificate: leave client_secret out.")
+	default:
+		return true
+	}
+	return false
 }
 
 // defaultName names a connection after its environment (the first label of

@@ -75,7 +75,17 @@ type Principal struct {
 	Account string
 	// Subject is the actor (the sub claim), for audit trails.
 	Subject string
+	// Scopes are what the token grants beyond the account's connections:
+	// the space-separated scope claim (RFC 9068), or Entra's scp.
+	Scopes []string
 }
+
+// ScopeToken lets a caller get access tokens for its account's connections
+// (POST /connections/{id}/token): the product's workers, not the modal.
+const ScopeToken = "connections:token"
+
+// HasScope reports whether the token grants scope.
+func (p Principal) HasScope(scope string) bool { return slices.Contains(p.Scopes, scope) }
 
 // Verifier checks bearer tokens. It is safe for concurrent use.
 type Verifier struct {
@@ -265,7 +275,28 @@ func (v *Verifier) Verify(ctx context.Context, authorizationHeader string) (Prin
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{Account: account, Subject: sub}, nil
+	return Principal{Account: account, Subject: sub, Scopes: scopes(claims)}, nil
+}
+
+// scopes reads the scope claim (RFC 9068: one space-separated string) or,
+// when there is none, Entra's scp (the same form, or an array of strings,
+// as some identity providers write it).
+func scopes(claims jwt.MapClaims) []string {
+	for _, name := range []string{"scope", "scp"} {
+		switch v := claims[name].(type) {
+		case string:
+			return strings.Fields(v)
+		case []any:
+			var out []string
+			for _, s := range v {
+				if s, ok := s.(string); ok {
+					out = append(out, strings.Fields(s)...)
+				}
+			}
+			return out
+		}
+	}
+	return nil
 }
 
 // identityClaim returns the claim named name, which says who the caller is:

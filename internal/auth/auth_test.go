@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/dynconn/dynconn/internal/secret"
 )
@@ -100,6 +101,10 @@ func TestVerifyHS256(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	scoped, err := NewToken([]byte(testSecret), "acct-1", "user-1", time.Hour, ScopeToken, "other")
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name   string
@@ -108,17 +113,25 @@ func TestVerifyHS256(t *testing.T) {
 		want   Principal
 		reason string // empty: accepted
 	}{
-		{name: "token from NewToken is accepted", header: "Bearer " + valid, want: Principal{"acct-1", "user-1"}},
-		{name: "scheme is case-insensitive", header: "bearer  " + valid, want: Principal{"acct-1", "user-1"}},
+		{name: "token from NewToken is accepted", header: "Bearer " + valid, want: Principal{Account: "acct-1", Subject: "user-1"}},
+		{name: "NewToken's scopes", header: "Bearer " + scoped,
+			want: Principal{Account: "acct-1", Subject: "user-1", Scopes: []string{ScopeToken, "other"}}},
+		{name: "scp as a string", header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"scp": "a  connections:token"})),
+			want: Principal{Account: "acct-1", Subject: "user-1", Scopes: []string{"a", ScopeToken}}},
+		{name: "scp as an array", header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"scp": []string{"a", ScopeToken}})),
+			want: Principal{Account: "acct-1", Subject: "user-1", Scopes: []string{"a", ScopeToken}}},
+		{name: "scope wins over scp", header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"scope": "a", "scp": ScopeToken})),
+			want: Principal{Account: "acct-1", Subject: "user-1", Scopes: []string{"a"}}},
+		{name: "scheme is case-insensitive", header: "bearer  " + valid, want: Principal{Account: "acct-1", Subject: "user-1"}},
 		{name: "expired within leeway is accepted",
 			header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"exp": now.Add(-10 * time.Second).Unix()})),
-			want:   Principal{"acct-1", "user-1"}},
+			want:   Principal{Account: "acct-1", Subject: "user-1"}},
 		{name: "custom account claim", cfg: Config{AccountClaim: "org"},
 			header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"org": "org-9"})),
-			want:   Principal{"org-9", "user-1"}},
+			want:   Principal{Account: "org-9", Subject: "user-1"}},
 		{name: "issuer and audience match", cfg: Config{Issuer: "https://idp.example", Audience: "dynconn"},
 			header: "Bearer " + signHS(t, testSecret, claims(jwt.MapClaims{"iss": "https://idp.example", "aud": []string{"other", "dynconn"}})),
-			want:   Principal{"acct-1", "user-1"}},
+			want:   Principal{Account: "acct-1", Subject: "user-1"}},
 
 		{name: "no header", header: "", reason: "missing bearer token"},
 		{name: "empty bearer", header: "Bearer ", reason: "missing bearer token"},
@@ -179,7 +192,7 @@ func TestVerifyHS256(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
-			if got != tt.want {
+			if !cmp.Equal(got, tt.want) {
 				t.Errorf("principal = %+v, want %+v", got, tt.want)
 			}
 		})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/MicahParks/jwkset"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 )
 
@@ -132,7 +133,7 @@ func mustVerify(t *testing.T, v *Verifier, token string) {
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
-	if want := (Principal{Account: "acct-1", Subject: "user-1"}); got != want {
+	if want := (Principal{Account: "acct-1", Subject: "user-1"}); !cmp.Equal(got, want) {
 		t.Fatalf("principal = %+v, want %+v", got, want)
 	}
 }

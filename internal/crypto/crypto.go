@@ -1,4 +1,5 @@
-// Package crypto seals client secrets at rest with envelope encryption.
+// Package crypto seals client secrets, and the private keys of certificate
+// credentials, at rest with envelope encryption.
 //
 // Each secret gets its own fresh random 256-bit data key (DEK). The secret is
 // sealed with the DEK using AES-256-GCM, with associated data that binds it to
@@ -92,10 +93,12 @@ const (
 	// Do not change the meaning of a version byte once written: add a new one.
 	formatV1 = 0x01
 
-	keySize     = 32                 // AES-256, for DEKs and local KEKs
-	gcmOverhead = 12 + 16            // nonce + tag, as NewGCMWithRandomNonce lays them out
-	minSealed   = 1 + gcmOverhead    // version byte + an empty payload
-	adLabel     = "dynconn.secret.1" // domain separation: this AD is for client secrets only
+	keySize     = 32              // AES-256, for DEKs and local KEKs
+	gcmOverhead = 12 + 16         // nonce + tag, as NewGCMWithRandomNonce lays them out
+	minSealed   = 1 + gcmOverhead // version byte + an empty payload
+	// Domain separation: each kind of sealed value has its own label.
+	adLabel               = "dynconn.secret.1"          // client secrets
+	adLabelCertificateKey = "dynconn.certificate-key.1" // certificates' private keys
 )
 
 // AssociatedData returns the associated data that binds a sealed secret to
@@ -104,12 +107,30 @@ const (
 // ("ab","c" and "a","bc" differ). Callers must pass the connection id in one
 // canonical spelling (the lower-case UUID string), or the secret will not open.
 func AssociatedData(account, connectionID string) []byte {
-	b := make([]byte, 0, len(adLabel)+4+len(account)+4+len(connectionID))
-	b = append(b, adLabel...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(account)))
-	b = append(b, account...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(connectionID)))
-	b = append(b, connectionID...)
+	return associatedData(adLabel, account, connectionID)
+}
+
+// CertificateKeyAssociatedData returns the associated data that binds the
+// sealed private key of a connection's certificate to its row and to its
+// slot ("current" or "next"), so that a key cannot be moved to another row,
+// to the other slot, or into a client secret's place (its label differs).
+// The same rules as AssociatedData apply to the connection id.
+func CertificateKeyAssociatedData(account, connectionID, slot string) []byte {
+	return associatedData(adLabelCertificateKey, account, connectionID, slot)
+}
+
+// associatedData is label followed by each part, length-prefixed.
+func associatedData(label string, parts ...string) []byte {
+	n := len(label)
+	for _, p := range parts {
+		n += 4 + len(p)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, label...)
+	for _, p := range parts {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
+		b = append(b, p...)
+	}
 	return b
 }
 

@@ -365,6 +365,27 @@ func TestAssociatedDataIsUnambiguous(t *testing.T) {
 	}
 }
 
+// A certificate's private key opens only with the associated data of its own
+// row and slot: not from the other slot, not as a client secret.
+func TestCertificateKeyAssociatedDataSeparates(t *testing.T) {
+	k := mustKeyring(t, entry("k1", key1), "")
+	current := crypto.CertificateKeyAssociatedData("acct", "conn", "current")
+	env := mustSeal(t, k, []byte("pkcs8"), current)
+	if got, err := k.Open(context.Background(), env, current); err != nil || string(got) != "pkcs8" {
+		t.Fatalf("Open with its own associated data = %q, %v", got, err)
+	}
+	for name, ad := range map[string][]byte{
+		"the next slot":   crypto.CertificateKeyAssociatedData("acct", "conn", "next"),
+		"a client secret": crypto.AssociatedData("acct", "conn"),
+		"another row":     crypto.CertificateKeyAssociatedData("acct", "other", "current"),
+		"a slot split":    crypto.CertificateKeyAssociatedData("acct", "conncur", "rent"),
+	} {
+		if _, err := k.Open(context.Background(), env, ad); !errors.Is(err, crypto.ErrUnwrap) {
+			t.Errorf("opened with the associated data of %s: %v, want ErrUnwrap", name, err)
+		}
+	}
+}
+
 func TestParseKeyring(t *testing.T) {
 	tests := []struct {
 		name       string

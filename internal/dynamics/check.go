@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/dynconn/dynconn/internal/credential"
 	"github.com/dynconn/dynconn/internal/model"
 )
 
@@ -95,6 +96,7 @@ type run struct {
 	auth        authority
 	tenant      string
 	accessToken string
+	tokenExpiry time.Time
 	who         whoAmIResponse
 	roles       []string
 }
@@ -198,23 +200,39 @@ func (r *run) discover(ctx context.Context) (authority, model.Check) {
 }
 
 func (r *run) token(ctx context.Context) model.Check {
-	if r.cr.ClientSecret.IsEmpty() {
-		return failed(CodeClientSecretMissing, "The client secret is empty.", nil)
-	}
 	clientID := strings.TrimSpace(r.cr.ClientID)
 	if clientID == "" {
 		return failed(CodeAppNotFound, "The Client ID is empty.", nil)
 	}
+	tokenURL := r.auth.TokenURL(r.tenant)
+	scopes := []string{r.inst.URL + "/.default"}
+	var cfg *clientcredentials.Config
+	if cert := r.cr.Certificate; cert != nil {
+		now := r.c.opts.Now()
+		if !now.Before(cert.NotAfter) {
+			return failed(CodeCertificateExpired, fmt.Sprintf("Certificate %s expired on %s.",
+				cert.Thumbprint, cert.NotAfter.UTC().Format(time.DateOnly)), nil)
+		}
+		assertion, err := cert.Signer.Assertion(tokenURL, clientID, now)
+		if err != nil {
+			return failed(CodeUnexpectedResponse, "dynconn could not sign the client assertion.", nil) // a destroyed signer: our bug
+		}
+		cfg = credential.ClientCredentials(tokenURL, clientID, scopes, assertion)
+	} else {
+		if len(r.cr.ClientSecret) == 0 {
+			return failed(CodeClientSecretMissing, "The client secret is empty.", nil)
+		}
+		cfg = &clientcredentials.Config{
+			ClientID:     clientID,
+			ClientSecret: string(r.cr.ClientSecret), // x/oauth2 takes a string: a copy we cannot clear
+			TokenURL:     tokenURL,
+			Scopes:       scopes,
+			AuthStyle:    oauth2.AuthStyleInParams,
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.c.opts.StepTimeout)
 	defer cancel()
-	cfg := clientcredentials.Config{
-		ClientID:     clientID,
-		ClientSecret: r.cr.ClientSecret.Reveal(),
-		TokenURL:     r.auth.TokenURL(r.tenant),
-		Scopes:       []string{r.inst.URL + "/.default"},
-		AuthStyle:    oauth2.AuthStyleInParams,
-	}
-	// Always a fresh token: a cached one would not prove the secret still works.
+	// Always a fresh token: a cached one would not prove the credential still works.
 	r.x.takeStatus()
 	tok, err := cfg.Token(context.WithValue(ctx, oauth2.HTTPClient, r.hc))
 	status := r.x.takeStatus()
@@ -237,11 +255,16 @@ func (r *run) token(ctx context.Context) model.Check {
 		return failed(CodeUnexpectedResponse, "The token endpoint answered without a Bearer access token.", &model.Upstream{HTTPStatus: http.StatusOK})
 	}
 	r.accessToken = tok.AccessToken
+	r.tokenExpiry = tok.Expiry
 	host := r.auth.Base
 	if u, err := url.Parse(r.auth.Base); err == nil {
 		host = u.Host
 	}
-	return passed(fmt.Sprintf("%s issued a token for tenant %s", host, r.tenant))
+	how := "a client secret"
+	if r.cr.Certificate != nil {
+		how = "certificate " + r.cr.Certificate.Thumbprint
+	}
+	return passed(fmt.Sprintf("%s issued a token for tenant %s (signed in with %s)", host, r.tenant, how))
 }
 
 // whoAmIResponse is Dataverse's WhoAmIResponse (microsoft-facts.md §4.2).

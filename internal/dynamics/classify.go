@@ -68,6 +68,7 @@ var entraCodes = map[int]string{
 	7000215: CodeClientSecretInvalid,
 	7000222: CodeClientSecretExpired,
 	7000218: CodeClientSecretMissing,
+	700027:  CodeCertificateNotUploaded,
 	700016:  CodeAppNotFound,
 	7000229: CodeAppServicePrincipalMissing,
 	7000112: CodeAppDisabled,
@@ -117,8 +118,10 @@ func (r *run) entraFailure(re *oauth2.RetrieveError) model.Check {
 	}
 	detail := ""
 	switch {
-	case code == CodeClientSecretInvalid && model.IsGUID(r.cr.ClientSecret.Reveal()):
+	case code == CodeClientSecretInvalid && model.IsGUID(string(r.cr.ClientSecret)):
 		detail = "The secret you entered has the form of a Secret ID (a GUID); a secret's Value is not a GUID."
+	case code == CodeCertificateNotUploaded && r.cr.Certificate != nil:
+		detail = "The app registration has no certificate with thumbprint " + r.cr.Certificate.Thumbprint + "."
 	case !parsed:
 		detail = fmt.Sprintf("The token endpoint answered HTTP %d without Microsoft's error details.", up.HTTPStatus)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dynconn/dynconn/internal/credential"
 	"github.com/dynconn/dynconn/internal/secret"
 )
 
@@ -86,7 +87,8 @@ func NewClient(opts Options) *Client {
 // clean shutdown and for tests that check for leaked goroutines.
 func (c *Client) CloseIdleConnections() { c.transport.CloseIdleConnections() }
 
-// Credentials are what a customer pasted into the modal.
+// Credentials are what a test signs in with: what a customer pasted into the
+// modal, with a client secret or a certificate that dynconn made.
 type Credentials struct {
 	// InstanceURL is the Resource URL, raw or normalised.
 	InstanceURL string
@@ -94,8 +96,32 @@ type Credentials struct {
 	ClientID string
 	// TenantID is optional; "" means discover it from the instance.
 	TenantID string
-	// ClientSecret is the secret's Value.
-	ClientSecret secret.String
+	// ClientSecret is the secret's Value, unless Certificate is set.
+	ClientSecret secret.Bytes
+	// Certificate, when set, signs a client assertion that the token
+	// request sends instead of a secret.
+	Certificate *Certificate
+}
+
+// Certificate is a certificate credential as a test uses it.
+type Certificate struct {
+	// Signer signs client assertions with the certificate's private key.
+	Signer *credential.Signer
+	// Thumbprint is the certificate's SHA-1 thumbprint as the Azure portal
+	// shows it, for diagnoses the customer compares with the portal.
+	Thumbprint string
+	// NotAfter is when the certificate expires: from then on the token
+	// check fails with certificate_expired without asking Microsoft.
+	NotAfter time.Time
+}
+
+// Clear clears the client secret and destroys the certificate's signer:
+// call it when the credentials are no longer needed.
+func (cr Credentials) Clear() {
+	cr.ClientSecret.Clear()
+	if cr.Certificate != nil {
+		cr.Certificate.Signer.Destroy()
+	}
 }
 
 // discoveryCache remembers, per instance, the authority its challenge named.

@@ -148,10 +148,12 @@ func checkUpstream(t *testing.T, sim *simulator.Server, sc simulator.Scenario, c
 // with an unknown code is a typo.
 func TestEveryCodeHasAScenarioOrTest(t *testing.T) {
 	covered := map[string]bool{
-		CodeInstanceURLInvalid:   true, // TestInstanceURLInvalid
-		CodeInstanceNotFound:     true, // TestInstanceNotFound
-		CodeTenantMismatch:       true, // TestExplicitTenant
-		CodeMicrosoftUnreachable: true, // TestAuthorityUnreachable
+		CodeInstanceURLInvalid:     true, // TestInstanceURLInvalid
+		CodeInstanceNotFound:       true, // TestInstanceNotFound
+		CodeTenantMismatch:         true, // TestExplicitTenant
+		CodeMicrosoftUnreachable:   true, // TestAuthorityUnreachable
+		CodeCertificateNotUploaded: true, // TestCertificateSignsInWithAnAssertion
+		CodeCertificateExpired:     true, // TestCertificateExpired
 	}
 	for _, sc := range simulator.Scenarios() {
 		if sc.Code == "" {
@@ -171,7 +173,7 @@ func TestEveryCodeHasAScenarioOrTest(t *testing.T) {
 		}
 		switch d.SetupStep {
 		case "", StepFindInstanceURL, StepCreateAppRegistration, StepAPIPermissions, StepClientSecret,
-			StepCreateAPIUserRole, StepCreateApplicationUser, StepAssignRole:
+			StepUploadCertificate, StepCreateAPIUserRole, StepCreateApplicationUser, StepAssignRole:
 		default:
 			t.Errorf("code %s has unknown setup step %q", d.Code, d.SetupStep)
 		}
@@ -242,7 +244,7 @@ func TestSecretIDPastedInsteadOfValue(t *testing.T) {
 	sim := newSim(t, simulator.Options{})
 	c, _ := newClient(t, Options{AllowLoopback: true})
 	cr := simCreds(sim.URL)
-	cr.ClientSecret = secret.String(simulator.SecretID)
+	cr.ClientSecret = secret.Bytes(simulator.SecretID)
 	res := c.Test(context.Background(), cr)
 	tok := checkNamed(t, res, model.CheckToken)
 	if tok.Code != CodeClientSecretInvalid || !strings.Contains(tok.Detail, "Secret ID") {
@@ -264,7 +266,7 @@ func TestSimulatorValidates(t *testing.T) {
 		wantMS   int
 	}{
 		{"wrong client id is AADSTS700016", func(c *Credentials) { c.ClientID = "22222222-2222-2222-2222-999999999999" }, CodeAppNotFound, 700016},
-		{"wrong secret is AADSTS7000215", func(c *Credentials) { c.ClientSecret = "not-the-secret" }, CodeClientSecretInvalid, 7000215},
+		{"wrong secret is AADSTS7000215", func(c *Credentials) { c.ClientSecret = secret.Bytes("not-the-secret") }, CodeClientSecretInvalid, 7000215},
 		{"unknown explicit tenant is AADSTS90002", func(c *Credentials) { c.TenantID = "99999999-9999-9999-9999-999999999999" }, CodeTenantNotFound, 90002},
 	}
 	for _, tt := range tests {
@@ -368,7 +370,7 @@ func TestEmptySecretSendsNothing(t *testing.T) {
 	sim := newSim(t, simulator.Options{})
 	c, _ := newClient(t, Options{AllowLoopback: true})
 	cr := simCreds(sim.URL)
-	cr.ClientSecret = ""
+	cr.ClientSecret = nil
 	res := c.Test(context.Background(), cr)
 	if ch := checkNamed(t, res, model.CheckToken); ch.Code != CodeClientSecretMissing {
 		t.Fatalf("token = %+v; want client_secret_missing", ch)

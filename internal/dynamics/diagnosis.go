@@ -8,6 +8,7 @@ const (
 	StepCreateAppRegistration = "create_app_registration" // "Create an Azure App Registration"
 	StepAPIPermissions        = "api_permissions"         // its "API Permissions" tab
 	StepClientSecret          = "client_secret"           // its "Certificates and Secrets" tab
+	StepUploadCertificate     = "upload_certificate"      // that tab's Certificates part, for certificate connections
 	StepCreateAPIUserRole     = "create_api_user_role"    // "Create an API User Role"
 	StepCreateApplicationUser = "create_application_user" // "Create an Application User"
 	StepAssignRole            = "assign_role"             // its last part, "Manage Roles"
@@ -31,6 +32,8 @@ const (
 	CodeClientSecretInvalid        = "client_secret_invalid"
 	CodeClientSecretExpired        = "client_secret_expired"
 	CodeClientSecretMissing        = "client_secret_missing"
+	CodeCertificateNotUploaded     = "certificate_not_uploaded"
+	CodeCertificateExpired         = "certificate_expired"
 	CodeDynamicsNotInTenant        = "dynamics_not_in_tenant"
 	CodeScopeRejected              = "scope_rejected"
 	CodeConditionalAccessBlocked   = "conditional_access_blocked"
@@ -125,6 +128,12 @@ var diagnoses = []Diagnosis{
 	{CodeClientSecretMissing, StepClientSecret,
 		"No client secret was sent to Microsoft.",
 		"Paste the client secret's Value into Client Secret. If you no longer have it, create a new client secret on your App Registration's Certificates & secrets tab (guide step \"Certificates and Secrets\")."},
+	{CodeCertificateNotUploaded, StepUploadCertificate,
+		"Microsoft does not know the certificate dynconn signed in with: it is not uploaded to the app registration.",
+		"Download this connection's certificate from dynconn (the .cer file), then in the Azure portal open your App Registration's Certificates & secrets tab, choose Certificates > Upload certificate and upload it. Check that the Thumbprint the portal shows equals the thumbprint dynconn shows for this connection."},
+	{CodeCertificateExpired, StepUploadCertificate,
+		"The connection's certificate has expired, so dynconn did not try to sign in with it.",
+		"Renew it in dynconn: make a next certificate, upload it under Certificates & secrets > Certificates in your App Registration, test it and activate it. Then delete the expired certificate from the App Registration."},
 	{CodeDynamicsNotInTenant, StepFindInstanceURL,
 		"Dynamics 365 is not set up in the Azure directory this test signed in to.",
 		"Check that the instance URL is your organisation's Dynamics 365 environment (guide step \"Find your Instance URL\") and that your App Registration lives in the same Azure directory; if you entered a Tenant ID, leave it empty so dynconn finds it."},

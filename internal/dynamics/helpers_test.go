@@ -54,7 +54,7 @@ func newClient(t testing.TB, opts Options) (*Client, *logtest.Buffer) {
 
 // simCreds are the credentials the simulator accepts, for instance URL u.
 func simCreds(u string) Credentials {
-	return Credentials{InstanceURL: u, ClientID: simulator.ClientID, ClientSecret: secret.String(simulator.ClientSecret)}
+	return Credentials{InstanceURL: u, ClientID: simulator.ClientID, ClientSecret: secret.Bytes(simulator.ClientSecret)}
 }
 
 // staticLookup resolves names from a table; other names do not exist.

@@ -3,6 +3,9 @@
 package model
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"time"
 )
@@ -115,13 +118,26 @@ type Connection struct {
 	ClientID    string  // canonical lower-case GUID
 	TenantID    *string // canonical lower-case GUID, or nil to discover it
 
+	// CredentialType says which credential the connection signs in with:
+	// Secret (and the Secret* fields) or Certificate. The other is empty.
+	CredentialType CredentialType
+
 	Secret          SealedSecret
-	SecretUpdatedAt time.Time
+	SecretUpdatedAt time.Time // zero without a secret
 	// SecretExpiresAt is when the customer said the secret expires, if they did.
 	SecretExpiresAt *time.Time
 	// SecretExpiredAt is when a test found that Microsoft considers the secret
 	// expired; a new secret clears it.
 	SecretExpiredAt *time.Time
+
+	// Certificate is the certificate of a certificate connection, nil otherwise.
+	Certificate *Certificate
+	// NextCertificate is a pending certificate, made to renew Certificate or to
+	// move a secret connection to certificates; nil when there is none.
+	NextCertificate *Certificate
+	// NextCertificatePassedAt is when a test with NextCertificate last
+	// passed; activating it needs one within NextCertificateTestValidity.
+	NextCertificatePassedAt *time.Time
 
 	Status   Status
 	LastTest json.RawMessage // a TestResult as JSON, or nil
@@ -158,6 +174,95 @@ func (c Connection) SecretState(now time.Time) SecretState {
 	case !c.SecretExpiresAt.After(now):
 		return SecretExpired
 	case !c.SecretExpiresAt.After(now.Add(ExpiringWithin)):
+		return SecretExpiring
+	default:
+		return SecretValid
+	}
+}
+
+// CredentialExpiresAt is when the credential the connection signs in with
+// expires: the certificate's NotAfter, or the date the customer gave for the
+// secret (nil when they gave none). It is the hook for expiry notices
+// (connection.secret_expiring / secret_expired): read it where they would
+// read SecretExpiresAt, so certificates get the same notices as secrets.
+func (c Connection) CredentialExpiresAt() *time.Time {
+	if c.Certificate != nil {
+		t := c.Certificate.NotAfter
+		return &t
+	}
+	return c.SecretExpiresAt
+}
+
+// CredentialFingerprint identifies everything an access token of the
+// connection depends on: instance, client id, tenant and the credential (the
+// sealed secret's ciphertext, new with every new secret and unchanged by key
+// rotation, or the certificate's thumbprint). A token cached under another
+// fingerprint was issued for credentials the connection no longer has.
+func (c Connection) CredentialFingerprint() string {
+	h := sha256.New()
+	part := func(b []byte) {
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(b)))) // length-prefixed: no two lists of parts hash alike
+		h.Write(b)
+	}
+	part([]byte(c.InstanceURL))
+	part([]byte(c.ClientID))
+	tenant := ""
+	if c.TenantID != nil {
+		tenant = *c.TenantID
+	}
+	part([]byte(tenant))
+	part([]byte(c.CredentialType))
+	if c.Certificate != nil {
+		part([]byte(c.Certificate.ThumbprintSHA256))
+	} else {
+		part(c.Secret.Ciphertext)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// CredentialType is how a connection signs in (contract, persisted).
+type CredentialType string
+
+// Credential types.
+const (
+	CredentialClientSecret CredentialType = "client_secret"
+	CredentialCertificate  CredentialType = "certificate"
+)
+
+// CertificateSlot is where a connection keeps a certificate. It is part of
+// the associated data of the sealed private key, so a key sealed for one
+// slot does not open in the other.
+type CertificateSlot string
+
+// Certificate slots.
+const (
+	SlotCurrent CertificateSlot = "current"
+	SlotNext    CertificateSlot = "next"
+)
+
+// NextCertificateTestValidity is how recent a passing test with the next
+// certificate must be for it to be activated.
+const NextCertificateTestValidity = time.Hour
+
+// Certificate is a certificate credential as stored: the public certificate,
+// which the customer uploads to the app registration, and its private key
+// (PKCS #8), sealed.
+type Certificate struct {
+	DER []byte
+	// Thumbprint is the SHA-1 of DER in upper-case hex, as the Azure portal
+	// shows it; ThumbprintSHA256 the SHA-256, in the same form.
+	Thumbprint, ThumbprintSHA256 string
+	NotBefore, NotAfter          time.Time
+	Key                          SealedSecret
+}
+
+// State returns the certificate's state at now, by the rule of
+// SecretState: expired from NotAfter on, expiring within ExpiringWithin of it.
+func (c Certificate) State(now time.Time) SecretState {
+	switch {
+	case !c.NotAfter.After(now):
+		return SecretExpired
+	case !c.NotAfter.After(now.Add(ExpiringWithin)):
 		return SecretExpiring
 	default:
 		return SecretValid

@@ -1,5 +1,6 @@
 // Package rotation replaces the key-encryption key (KEK) of stored secrets
-// and reports which KEKs are in use. It is where the store and crypto meet
+// (client secrets and the private keys of certificates) and reports which
+// KEKs are in use. It is where the store and crypto meet
 // for key management, as package api is for requests: neither of those two
 // imports the other.
 //
@@ -285,14 +286,17 @@ func incompleteError(res Result, n int64) error {
 // rewrapper returns the store.RewrapFunc that rewraps with keys, recording
 // rows that can never be rewrapped in failed (guarded by mu) and skipping them.
 func rewrapper(keys *crypto.Keyring, mu *sync.Mutex, failed map[string]error) store.RewrapFunc {
-	return func(ctx context.Context, account, id string, sealed model.SealedSecret) (model.SealedSecret, error) {
-		env, err := keys.Rewrap(ctx, crypto.Envelope(sealed), crypto.AssociatedData(account, id))
+	return func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
+		env, err := keys.Rewrap(ctx, crypto.Envelope(v.Sealed), associatedData(v))
 		switch {
 		case errors.Is(err, crypto.ErrUnwrap), errors.Is(err, crypto.ErrFormat), errors.Is(err, crypto.ErrUnknownKey):
 			// Damaged, or under a key this keyring lacks (written after the
 			// check at the start): no retry can help, so don't stop the others.
+			if v.Slot != "" {
+				err = fmt.Errorf("private key of the %s certificate: %w", v.Slot, err)
+			}
 			mu.Lock()
-			failed[id] = err
+			failed[v.ConnectionID] = err
 			mu.Unlock()
 			return model.SealedSecret{}, fmt.Errorf("%w: %w", store.ErrSkipRow, err)
 		case err != nil:
@@ -300,6 +304,15 @@ func rewrapper(keys *crypto.Keyring, mu *sync.Mutex, failed map[string]error) st
 		}
 		return model.SealedSecret(env), nil
 	}
+}
+
+// associatedData is what v was sealed with: a client secret's, or a private
+// key's for its slot.
+func associatedData(v store.SealedValue) []byte {
+	if v.Slot == "" {
+		return crypto.AssociatedData(v.Account, v.ConnectionID)
+	}
+	return crypto.CertificateKeyAssociatedData(v.Account, v.ConnectionID, string(v.Slot))
 }
 
 // oldKeys returns, sorted, the KEK ids other than active that counts has rows under.

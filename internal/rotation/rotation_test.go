@@ -128,6 +128,39 @@ func TestRotateRewrapsEveryRowAndKeepsTheSecrets(t *testing.T) {
 	})
 }
 
+// Private keys of certificates, current and next, are rewrapped like secrets,
+// each still bound to its slot; a damaged one leaves its row as it is.
+func TestRotateRewrapsPrivateKeys(t *testing.T) {
+	t.Parallel()
+	pool := storetest.NewPool(t)
+	st := store.New(pool)
+	k := newKeys()
+	want := rotationtest.Seed(t, pool, k.oldOnly(t), 40)
+	certs := rotationtest.SeedCertificates(t, pool, k.oldOnly(t), 60)
+	maps.Copy(want, certs)
+	damaged := slices.Sorted(maps.Keys(certs))[3]
+	if _, err := pool.Exec(context.Background(),
+		`UPDATE connections SET next_cert_key_wrapped_dek = set_byte(next_cert_key_wrapped_dek, 20, get_byte(next_cert_key_wrapped_dek, 20) # 1) WHERE id = $1`,
+		damaged); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := rotation.Rotate(context.Background(), st, k.both(t), rotation.Options{BatchSize: 7})
+	if !errors.Is(err, rotation.ErrIncomplete) || !errors.Is(err, crypto.ErrUnwrap) || !strings.Contains(err.Error(), "next certificate") {
+		t.Fatalf("error %v: want ErrIncomplete and ErrUnwrap naming the next certificate's key", err)
+	}
+	if res.ToRewrap != 100 || res.Rewrapped != 99 || res.Remaining() != 1 || res.Failed[damaged] == nil {
+		t.Errorf("result %+v: want 99 of 100 rows rewrapped and %s failed", res, damaged)
+	}
+	delete(want, damaged)
+	if _, err := pool.Exec(context.Background(), `DELETE FROM connections WHERE id = $1`, damaged); err != nil {
+		t.Fatal(err)
+	}
+	if counts := rotationtest.Check(t, pool, k.newOnly(t), want); !cmp.Equal(counts, map[string]int64{"new": 40 + 2*59}) {
+		t.Errorf("sealed values per key after rotation: %v", counts)
+	}
+}
+
 func TestRotateDryRunChangesNothing(t *testing.T) {
 	t.Parallel()
 	pool := storetest.NewPool(t)

@@ -1,5 +1,5 @@
-// Package secret holds a string type for values that must never be printed,
-// logged or marshalled by accident: client secrets, signing keys, key material.
+// Package secret holds types for values that must never be printed, logged
+// or marshalled by accident: client secrets, signing keys, key material.
 package secret
 
 import "log/slog"
@@ -33,3 +33,26 @@ func (s String) Reveal() string { return string(s) }
 func (s String) IsEmpty() bool { return s == "" }
 
 var _ slog.LogValuer = String("")
+
+// Bytes is a secret held as bytes, so that whoever holds it can clear it when
+// done (Clear); a string cannot be cleared. Like String it prints, logs and
+// marshals as "[redacted]".
+type Bytes []byte
+
+// LogValue implements slog.LogValuer.
+func (Bytes) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// String implements fmt.Stringer; fmt uses it for %v, %s, %q and %x alike.
+func (Bytes) String() string { return redacted }
+
+// GoString implements fmt.GoStringer.
+func (Bytes) GoString() string { return redacted }
+
+// MarshalJSON writes "[redacted]".
+func (Bytes) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+
+// Clear overwrites the bytes with zeros. Copies made from them (a string
+// that a library insisted on) are beyond its reach.
+func (b Bytes) Clear() { clear(b) }
+
+var _ slog.LogValuer = Bytes(nil)

@@ -26,6 +26,9 @@ const (
 	ActionSecretRotated = "connection.secret_rotated"
 	ActionTested        = "connection.tested"
 	ActionDeleted       = "connection.deleted"
+
+	ActionNextCertificateCreated = "connection.next_certificate_created"
+	ActionCertificateActivated   = "connection.certificate_activated"
 )
 
 // Event is one audit event.

@@ -13,8 +13,10 @@ import (
 
 // Filter narrows a list of connections.
 type Filter struct {
-	// SecretState keeps only connections whose secret is in this state at Now
-	// ("" keeps all). The rule is model.Connection.SecretState's.
+	// SecretState keeps only connections whose credential is in this state
+	// at Now ("" keeps all): the secret's, or the certificate's for a
+	// certificate connection. The rule is model.Connection.SecretState's and
+	// model.Certificate.State's.
 	SecretState model.SecretState
 	// Now is the time secret states are judged at.
 	Now time.Time
@@ -27,15 +29,19 @@ type stateFilter struct {
 	args func(now time.Time) []any
 }
 
-// secretStateSQL is model.Connection.SecretState as SQL.
+// secretStateSQL is those states as SQL. A certificate
+// connection has a cert_not_after and no secret_expires_at or
+// secret_expired_at, a secret connection no cert_not_after (the table's
+// constraints), so COALESCE picks the credential's expiry.
 var secretStateSQL = map[model.SecretState]stateFilter{
-	model.SecretExpired: {`(secret_expired_at IS NOT NULL OR secret_expires_at <= $5)`,
+	model.SecretExpired: {`(secret_expired_at IS NOT NULL OR COALESCE(cert_not_after, secret_expires_at) <= $5)`,
 		func(now time.Time) []any { return []any{now} }},
-	model.SecretExpiring: {`(secret_expired_at IS NULL AND secret_expires_at > $5 AND secret_expires_at <= $6)`,
+	model.SecretExpiring: {`(secret_expired_at IS NULL AND COALESCE(cert_not_after, secret_expires_at) > $5
+		AND COALESCE(cert_not_after, secret_expires_at) <= $6)`,
 		func(now time.Time) []any { return []any{now, now.Add(model.ExpiringWithin)} }},
-	model.SecretValid: {`(secret_expired_at IS NULL AND secret_expires_at > $5)`,
+	model.SecretValid: {`(secret_expired_at IS NULL AND COALESCE(cert_not_after, secret_expires_at) > $5)`,
 		func(now time.Time) []any { return []any{now.Add(model.ExpiringWithin)} }},
-	model.SecretUnknown: {`(secret_expired_at IS NULL AND secret_expires_at IS NULL)`,
+	model.SecretUnknown: {`(secret_expired_at IS NULL AND COALESCE(cert_not_after, secret_expires_at) IS NULL)`,
 		func(time.Time) []any { return nil }},
 }
 

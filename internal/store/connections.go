@@ -15,9 +15,19 @@ import (
 )
 
 // connectionColumns lists, in order, the columns that connectionRow scans.
-const connectionColumns = `id, account, name, instance_url, cloud, client_id, tenant_id,
+const connectionColumns = `id, account, name, instance_url, cloud, client_id, tenant_id, credential_type,
 	secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
-	secret_expired_at, status, last_test, version, created_at, updated_at`
+	secret_expired_at, ` + certColumns + `, ` + nextCertColumns + `, next_cert_passed_at,
+	status, last_test, version, created_at, updated_at`
+
+// certColumns and nextCertColumns are a certificate's columns in one slot,
+// in the order of certArgs.
+const (
+	certColumns = `cert_der, cert_thumbprint, cert_thumbprint_sha256, cert_not_before, cert_not_after,
+	cert_key_ciphertext, cert_key_wrapped_dek, cert_key_kek_id`
+	nextCertColumns = `next_cert_der, next_cert_thumbprint, next_cert_thumbprint_sha256, next_cert_not_before,
+	next_cert_not_after, next_cert_key_ciphertext, next_cert_key_wrapped_dek, next_cert_key_kek_id`
+)
 
 // connectionRow is a connections row as pgx scans it by column name.
 type connectionRow struct {
@@ -28,10 +38,11 @@ type connectionRow struct {
 	Cloud            string          `db:"cloud"`
 	ClientID         string          `db:"client_id"`
 	TenantID         *string         `db:"tenant_id"`
+	CredentialType   string          `db:"credential_type"`
 	SecretCiphertext []byte          `db:"secret_ciphertext"`
 	SecretWrappedDEK []byte          `db:"secret_wrapped_dek"`
-	SecretKEKID      string          `db:"secret_kek_id"`
-	SecretUpdatedAt  time.Time       `db:"secret_updated_at"`
+	SecretKEKID      *string         `db:"secret_kek_id"`
+	SecretUpdatedAt  *time.Time      `db:"secret_updated_at"`
 	SecretExpiresAt  *time.Time      `db:"secret_expires_at"`
 	SecretExpiredAt  *time.Time      `db:"secret_expired_at"`
 	Status           string          `db:"status"`
@@ -39,33 +50,99 @@ type connectionRow struct {
 	Version          int64           `db:"version"`
 	CreatedAt        time.Time       `db:"created_at"`
 	UpdatedAt        time.Time       `db:"updated_at"`
+
+	CertDER              []byte     `db:"cert_der"`
+	CertThumbprint       *string    `db:"cert_thumbprint"`
+	CertThumbprintSHA256 *string    `db:"cert_thumbprint_sha256"`
+	CertNotBefore        *time.Time `db:"cert_not_before"`
+	CertNotAfter         *time.Time `db:"cert_not_after"`
+	CertKeyCiphertext    []byte     `db:"cert_key_ciphertext"`
+	CertKeyWrappedDEK    []byte     `db:"cert_key_wrapped_dek"`
+	CertKeyKEKID         *string    `db:"cert_key_kek_id"`
+
+	NextCertDER              []byte     `db:"next_cert_der"`
+	NextCertThumbprint       *string    `db:"next_cert_thumbprint"`
+	NextCertThumbprintSHA256 *string    `db:"next_cert_thumbprint_sha256"`
+	NextCertNotBefore        *time.Time `db:"next_cert_not_before"`
+	NextCertNotAfter         *time.Time `db:"next_cert_not_after"`
+	NextCertKeyCiphertext    []byte     `db:"next_cert_key_ciphertext"`
+	NextCertKeyWrappedDEK    []byte     `db:"next_cert_key_wrapped_dek"`
+	NextCertKeyKEKID         *string    `db:"next_cert_key_kek_id"`
+	NextCertPassedAt         *time.Time `db:"next_cert_passed_at"`
 }
 
 // toModel converts r, with times in UTC (pgx returns them in time.Local).
 func (r connectionRow) toModel() model.Connection {
 	c := model.Connection{
-		ID:          r.ID,
-		Account:     r.Account,
-		Name:        r.Name,
-		InstanceURL: r.InstanceURL,
-		Cloud:       model.Cloud(r.Cloud),
-		ClientID:    r.ClientID,
-		TenantID:    r.TenantID,
+		ID:             r.ID,
+		Account:        r.Account,
+		Name:           r.Name,
+		InstanceURL:    r.InstanceURL,
+		Cloud:          model.Cloud(r.Cloud),
+		ClientID:       r.ClientID,
+		TenantID:       r.TenantID,
+		CredentialType: model.CredentialType(r.CredentialType),
 		Secret: model.SealedSecret{
 			Ciphertext: r.SecretCiphertext,
 			WrappedDEK: r.SecretWrappedDEK,
-			KEKID:      r.SecretKEKID,
+			KEKID:      deref(r.SecretKEKID),
 		},
-		SecretUpdatedAt: r.SecretUpdatedAt.UTC(),
 		SecretExpiresAt: utc(r.SecretExpiresAt),
 		SecretExpiredAt: utc(r.SecretExpiredAt),
-		Status:          model.Status(r.Status),
-		LastTest:        r.LastTest,
-		Version:         r.Version,
-		CreatedAt:       r.CreatedAt.UTC(),
-		UpdatedAt:       r.UpdatedAt.UTC(),
+		Certificate: certificate(r.CertDER, r.CertThumbprint, r.CertThumbprintSHA256, r.CertNotBefore, r.CertNotAfter,
+			r.CertKeyCiphertext, r.CertKeyWrappedDEK, r.CertKeyKEKID),
+		NextCertificate: certificate(r.NextCertDER, r.NextCertThumbprint, r.NextCertThumbprintSHA256, r.NextCertNotBefore,
+			r.NextCertNotAfter, r.NextCertKeyCiphertext, r.NextCertKeyWrappedDEK, r.NextCertKeyKEKID),
+		NextCertificatePassedAt: utc(r.NextCertPassedAt),
+		Status:                  model.Status(r.Status),
+		LastTest:                r.LastTest,
+		Version:                 r.Version,
+		CreatedAt:               r.CreatedAt.UTC(),
+		UpdatedAt:               r.UpdatedAt.UTC(),
+	}
+	if r.SecretUpdatedAt != nil {
+		c.SecretUpdatedAt = r.SecretUpdatedAt.UTC()
 	}
 	return c
+}
+
+// certificate is one slot's columns as a model.Certificate, nil when the
+// slot is empty (the table's constraints make the columns all set or all NULL).
+func certificate(der []byte, thumbprint, thumbprintSHA256 *string, notBefore, notAfter *time.Time,
+	keyCiphertext, keyWrappedDEK []byte, keyKEKID *string) *model.Certificate {
+	if der == nil {
+		return nil
+	}
+	return &model.Certificate{
+		DER: der, Thumbprint: deref(thumbprint), ThumbprintSHA256: deref(thumbprintSHA256),
+		NotBefore: notBefore.UTC(), NotAfter: notAfter.UTC(),
+		Key: model.SealedSecret{Ciphertext: keyCiphertext, WrappedDEK: keyWrappedDEK, KEKID: deref(keyKEKID)},
+	}
+}
+
+// certArgs are the query arguments of c's columns, in the order of
+// certColumns: all nil for a nil c, which empties the slot.
+func certArgs(c *model.Certificate) []any {
+	if c == nil {
+		return make([]any, 8)
+	}
+	return []any{c.DER, c.Thumbprint, c.ThumbprintSHA256, c.NotBefore, c.NotAfter, c.Key.Ciphertext, c.Key.WrappedDEK, c.Key.KEKID}
+}
+
+// secretArgs are the arguments of the sealed secret's columns: all nil
+// without a secret (a certificate connection).
+func secretArgs(s model.SealedSecret) []any {
+	if s.Ciphertext == nil {
+		return []any{nil, nil, nil}
+	}
+	return []any{s.Ciphertext, s.WrappedDEK, s.KEKID}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // utc returns *t in UTC, or nil for nil.
@@ -90,19 +167,25 @@ func timeOrNow(t time.Time) *time.Time {
 // it; every change adds one.
 const InitialVersion = 1
 
+// insertConnection stores a new row. A secret's updated_at defaults to
+// now(), and stays NULL without a secret.
 const insertConnection = `
-INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id,
+INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id, credential_type,
 	secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
-	status, last_test, created_at, updated_at, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, now()), $12, $13, $14,
-	COALESCE($15, now()), COALESCE($16, now()), $17)
+	status, last_test, created_at, updated_at, version,
+	` + certColumns + `, ` + nextCertColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+	CASE WHEN $9::bytea IS NOT NULL THEN COALESCE($12, now()) END, $13, $14, $15,
+	COALESCE($16, now()), COALESCE($17, now()), $18,
+	$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)
 RETURNING ` + connectionColumns
 
 // CreateConnection stores c, and the connection.created event by a, in one
 // transaction, and returns c as stored. The caller sets c.ID (a uuid), since
 // the sealed secret is bound to it. Zero CreatedAt, UpdatedAt and
-// SecretUpdatedAt become the database's now(); an empty Status is untested;
-// Version is InitialVersion whatever c says.
+// SecretUpdatedAt become the database's now() (SecretUpdatedAt only with a
+// secret); an empty Status is untested, an empty CredentialType
+// client_secret; Version is InitialVersion whatever c says.
 //
 // It returns a *ConflictError (errors.Is ErrConflict) naming the existing
 // connection if the account already has one with c's instance URL and client
@@ -122,19 +205,30 @@ func createConnection(ctx context.Context, tx pgx.Tx, c model.Connection, a Audi
 	if c.Status == "" {
 		c.Status = model.StatusUntested
 	}
-	rows, _ := tx.Query(ctx, insertConnection,
-		c.ID, c.Account, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID,
-		c.Secret.Ciphertext, c.Secret.WrappedDEK, c.Secret.KEKID, timeOrNow(c.SecretUpdatedAt), c.SecretExpiresAt,
+	if c.CredentialType == "" {
+		c.CredentialType = model.CredentialClientSecret
+	}
+	args := []any{c.ID, c.Account, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID, string(c.CredentialType)}
+	args = append(args, secretArgs(c.Secret)...)
+	args = append(args, timeOrNow(c.SecretUpdatedAt), c.SecretExpiresAt,
 		string(c.Status), c.LastTest, timeOrNow(c.CreatedAt), timeOrNow(c.UpdatedAt), InitialVersion)
+	args = append(args, certArgs(c.Certificate)...)
+	args = append(args, certArgs(c.NextCertificate)...)
+	rows, _ := tx.Query(ctx, insertConnection, args...)
 	// A Query error comes back from CollectOneRow, as pgx intends.
 	row, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
 	if err != nil {
 		return model.Connection{}, translate(err)
 	}
 	created := row.toModel()
-	err = insertEvent(ctx, tx, created.Account, created.ID, a, ActionCreated, map[string]any{
+	details := map[string]any{
 		"name": created.Name, "instance_url": created.InstanceURL, "client_id": created.ClientID, "cloud": created.Cloud,
-	})
+		"credential_type": created.CredentialType,
+	}
+	if created.Certificate != nil {
+		details["thumbprint"] = created.Certificate.Thumbprint
+	}
+	err = insertEvent(ctx, tx, created.Account, created.ID, a, ActionCreated, details)
 	return created, err
 }
 
@@ -194,22 +288,26 @@ func connection(ctx context.Context, q querier, query, account string, id uuid.U
 
 const updateConnection = `
 UPDATE connections SET
-	name = $3, instance_url = $4, cloud = $5, client_id = $6, tenant_id = $7,
-	secret_ciphertext = $8, secret_wrapped_dek = $9, secret_kek_id = $10,
-	secret_updated_at = COALESCE($11, now()), secret_expires_at = $12, secret_expired_at = $13,
-	status = $14, last_test = $15, version = version + 1, updated_at = now()
+	name = $3, instance_url = $4, cloud = $5, client_id = $6, tenant_id = $7, credential_type = $8,
+	secret_ciphertext = $9, secret_wrapped_dek = $10, secret_kek_id = $11,
+	secret_updated_at = CASE WHEN $9::bytea IS NOT NULL THEN COALESCE($12, now()) END,
+	secret_expires_at = $13, secret_expired_at = $14,
+	status = $15, last_test = $16, version = version + 1, updated_at = now(),
+	(` + certColumns + `) = ($17, $18, $19, $20, $21, $22, $23, $24),
+	(` + nextCertColumns + `) = ($25, $26, $27, $28, $29, $30, $31, $32),
+	next_cert_passed_at = $33
 WHERE account = $1 AND id = $2
 RETURNING ` + connectionColumns
 
 // UpdateConnection changes the account's connection with the given id in one
 // transaction: it locks the row, passes it to update, writes back every
 // mutable field (all but ID, Account, Version and CreatedAt, whose changes are
-// ignored), and records the change by a as one audit event: connection.updated
-// with the names of the changed fields, or connection.secret_rotated when the
-// secret was replaced. UpdatedAt becomes now and Version grows by one. If
-// update replaced the sealed secret without changing SecretUpdatedAt,
+// ignored), and records the change by a as one audit event (see
+// auditAction). UpdatedAt becomes now and Version grows by one. If update
+// replaced the sealed secret without changing SecretUpdatedAt,
 // SecretUpdatedAt becomes now too, and a recorded expiry (SecretExpiredAt) is
-// cleared: it belonged to the old secret. An update that changes nothing
+// cleared: it belonged to the old secret. A replaced or removed next
+// certificate loses NextCertificatePassedAt: that test was of another one. An update that changes nothing
 // writes nothing: no event, the same Version.
 //
 // If update returns an error, nothing is written and that error is returned
@@ -231,32 +329,35 @@ func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UU
 		if updateErr = update(&c); updateErr != nil {
 			return updateErr
 		}
-		rotated := secretChanged(before.Secret, c.Secret)
-		if !rotated && unchanged(before, c) {
+		ch := changesOf(before, c)
+		if unchanged(before, c, ch) {
 			updated = before // nothing to write, record or bump: PATCH {} keeps the ETag
 			return nil
 		}
 		secretUpdatedAt := timeOrNow(c.SecretUpdatedAt)
-		if rotated {
+		if ch.secret {
 			c.SecretExpiredAt = nil
 			if c.SecretUpdatedAt.Equal(before.SecretUpdatedAt) {
 				secretUpdatedAt = nil // now()
 			}
 		}
-		rows, _ := tx.Query(ctx, updateConnection, account, id,
-			c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID,
-			c.Secret.Ciphertext, c.Secret.WrappedDEK, c.Secret.KEKID, secretUpdatedAt, c.SecretExpiresAt,
-			c.SecretExpiredAt, string(c.Status), c.LastTest)
+		if ch.nextCertificate {
+			c.NextCertificatePassedAt = nil
+		}
+		args := []any{account, id, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID, string(c.CredentialType)}
+		args = append(args, secretArgs(c.Secret)...)
+		args = append(args, secretUpdatedAt, c.SecretExpiresAt, c.SecretExpiredAt, string(c.Status), c.LastTest)
+		args = append(args, certArgs(c.Certificate)...)
+		args = append(args, certArgs(c.NextCertificate)...)
+		args = append(args, c.NextCertificatePassedAt)
+		rows, _ := tx.Query(ctx, updateConnection, args...)
 		row, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
 		if err != nil {
 			return translate(err)
 		}
 		updated = row.toModel()
-		action := ActionUpdated
-		if rotated {
-			action = ActionSecretRotated
-		}
-		return insertEvent(ctx, tx, account, before.ID, a, action, map[string]any{"changed": changedFields(before, c, rotated)})
+		action, details := ch.audit(before, c)
+		return insertEvent(ctx, tx, account, before.ID, a, action, details)
 	})
 	switch {
 	case updateErr != nil:
@@ -273,15 +374,53 @@ func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UU
 
 // unchanged reports whether after, an update of before with the same sealed
 // secret, writes the same row: the same fields, status and last test.
-func unchanged(before, after model.Connection) bool {
-	return len(changedFields(before, after, false)) == 0 && before.Status == after.Status &&
+func unchanged(before, after model.Connection, ch changes) bool {
+	return len(changedFields(before, after, ch)) == 0 && before.Status == after.Status &&
 		bytes.Equal(before.LastTest, after.LastTest) && before.Cloud == after.Cloud &&
 		before.SecretUpdatedAt.Equal(after.SecretUpdatedAt) && equalTimePtr(before.SecretExpiredAt, after.SecretExpiredAt)
 }
 
+// changes says which credentials an update replaced.
+type changes struct {
+	secret, certificate, nextCertificate bool
+}
+
+func changesOf(before, after model.Connection) changes {
+	return changes{
+		secret:          secretChanged(before.Secret, after.Secret),
+		certificate:     certificateChanged(before.Certificate, after.Certificate),
+		nextCertificate: certificateChanged(before.NextCertificate, after.NextCertificate),
+	}
+}
+
+// audit returns the event of an update: connection.certificate_activated when
+// the certificate was replaced (renewal, or the move from a secret),
+// connection.next_certificate_created when a pending one was made,
+// connection.secret_rotated when the secret was replaced, else
+// connection.updated; each with the names of the changed fields, never a
+// value of a credential.
+func (ch changes) audit(before, after model.Connection) (string, map[string]any) {
+	details := map[string]any{"changed": changedFields(before, after, ch)}
+	switch {
+	case ch.certificate && after.Certificate != nil:
+		details["thumbprint"] = after.Certificate.Thumbprint
+		if before.Certificate != nil {
+			details["previous_thumbprint"] = before.Certificate.Thumbprint
+		}
+		return ActionCertificateActivated, details
+	case ch.nextCertificate && after.NextCertificate != nil:
+		details["thumbprint"] = after.NextCertificate.Thumbprint
+		return ActionNextCertificateCreated, details
+	case ch.secret:
+		return ActionSecretRotated, details
+	default:
+		return ActionUpdated, details
+	}
+}
+
 // changedFields names, as the API does, the fields an update changed. It
-// names client_secret, never its value.
-func changedFields(before, after model.Connection, rotated bool) []string {
+// names client_secret and certificate, never their values.
+func changedFields(before, after model.Connection, ch changes) []string {
 	changed := []string{}
 	add := func(name string, differ bool) {
 		if differ {
@@ -292,8 +431,11 @@ func changedFields(before, after model.Connection, rotated bool) []string {
 	add("instance_url", before.InstanceURL != after.InstanceURL)
 	add("client_id", before.ClientID != after.ClientID)
 	add("tenant_id", !equalPtr(before.TenantID, after.TenantID))
-	add("client_secret", rotated)
+	add("credential_type", before.CredentialType != after.CredentialType)
+	add("client_secret", ch.secret)
 	add("client_secret_expires_at", !equalTimePtr(before.SecretExpiresAt, after.SecretExpiresAt))
+	add("certificate", ch.certificate)
+	add("next_certificate", ch.nextCertificate)
 	return changed
 }
 
@@ -316,10 +458,19 @@ func secretChanged(a, b model.SealedSecret) bool {
 	return a.KEKID != b.KEKID || !bytes.Equal(a.Ciphertext, b.Ciphertext) || !bytes.Equal(a.WrappedDEK, b.WrappedDEK)
 }
 
+// certificateChanged reports whether a and b are different certificates, or
+// one is absent: a certificate is known by its thumbprint.
+func certificateChanged(a, b *model.Certificate) bool {
+	if a == nil || b == nil {
+		return a != b
+	}
+	return a.ThumbprintSHA256 != b.ThumbprintSHA256
+}
+
 const deleteConnection = `DELETE FROM connections WHERE account = $1 AND id = $2`
 
 // DeleteConnection deletes the account's connection with the given id, and
-// with it the sealed secret and the test history, and records the
+// with it the sealed secret or private keys and the test history, and records the
 // connection.deleted event by a, in one transaction. check sees the locked
 // row first and may refuse (a stale If-Match): its error is returned
 // unwrapped and nothing is deleted. It returns ErrNotFound as Connection does.

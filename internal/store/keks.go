@@ -10,7 +10,15 @@ import (
 
 // The key-encryption keys (KEKs) that stored secrets are wrapped with, as
 // the store sees them: ids only. Readiness asks which are in use, key
-// rotation counts the rows under each and forgets ids no longer used.
+// rotation counts the rows under each and forgets ids no longer used. A sealed value is a client secret or a certificate's private key
+// (current or next): a row holds up to three, each under its own KEK id.
+
+// sealedKEKIDs is, for each connections row, the KEK ids of its sealed
+// values as a column kek_id, NULL where a row has no such value.
+const sealedKEKIDs = `LATERAL (VALUES (secret_kek_id), (cert_key_kek_id), (next_cert_key_kek_id)) AS k (kek_id)`
+
+// kekUsedBy is true for a row with a sealed value under the KEK id $1.
+const kekUsedBy = `(secret_kek_id = $1 OR cert_key_kek_id = $1 OR next_cert_key_kek_id = $1)`
 
 // KEKIDsInUse returns, sorted, the ids of the key-encryption keys that stored
 // secrets may be wrapped with, across all accounts: every id in use, and
@@ -32,7 +40,7 @@ func (s *Store) KEKIDsInUse(ctx context.Context) ([]string, error) {
 // that is not loaded.
 func (s *Store) KEKInUse(ctx context.Context, id string) (bool, error) {
 	var used bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM connections WHERE secret_kek_id = $1)`, id).Scan(&used)
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM connections WHERE `+kekUsedBy+`)`, id).Scan(&used)
 	if err != nil {
 		return false, fmt.Errorf("look up kek %s: %w", id, err)
 	}
@@ -68,8 +76,9 @@ func (s *Store) MissingKEKs(ctx context.Context, loaded func(id string) bool) ([
 // waits for writers in flight and holds new ones off until the delete is
 // done, so no secret can be written under an id while it is being forgotten.
 const pruneKEKIDs = `
-DELETE FROM encryption_keys_in_use k
-WHERE NOT EXISTS (SELECT 1 FROM connections c WHERE c.secret_kek_id = k.kek_id)
+DELETE FROM encryption_keys_in_use u
+WHERE NOT EXISTS (SELECT 1 FROM connections c
+	WHERE u.kek_id IN (c.secret_kek_id, c.cert_key_kek_id, c.next_cert_key_kek_id))
 RETURNING kek_id`
 
 // PruneKEKIDs forgets, and returns sorted, the key ids that KEKIDsInUse
@@ -93,10 +102,12 @@ func (s *Store) PruneKEKIDs(ctx context.Context) ([]string, error) {
 }
 
 const selectKEKCounts = `
-SELECT secret_kek_id, count(*) FROM connections GROUP BY secret_kek_id`
+SELECT k.kek_id, count(DISTINCT id) FROM connections, ` + sealedKEKIDs + `
+WHERE k.kek_id IS NOT NULL GROUP BY k.kek_id`
 
-// KEKCounts returns the number of stored secrets wrapped by each KEK id,
-// across all accounts; ids without rows are absent. Its ids are the ones
+// KEKCounts returns the number of rows with a sealed value (a secret or a
+// private key) wrapped by each KEK id, across all accounts; ids without rows
+// are absent. A row whose values are under two KEKs counts for each. Its ids are the ones
 // KEKIDsInUse returns, but it counts every row, so it suits key status and
 // rotation progress rather than a probe.
 func (s *Store) KEKCounts(ctx context.Context) (map[string]int64, error) {

@@ -21,10 +21,10 @@ import (
 // fakeRewrap stands in for crypto: the new wrapped DEK is the old one with
 // a prefix naming the new KEK, so a test can tell what was rewrapped from what.
 func fakeRewrap(active string) store.RewrapFunc {
-	return func(_ context.Context, _, _ string, s model.SealedSecret) (model.SealedSecret, error) {
+	return func(_ context.Context, v store.SealedValue) (model.SealedSecret, error) {
 		return model.SealedSecret{
-			Ciphertext: s.Ciphertext,
-			WrappedDEK: append([]byte(active+"<"), s.WrappedDEK...),
+			Ciphertext: v.Sealed.Ciphertext,
+			WrappedDEK: append([]byte(active+"<"), v.Sealed.WrappedDEK...),
 			KEKID:      active,
 		}, nil
 	}
@@ -62,12 +62,12 @@ func TestRewrapBatchRewrapsOnlyOtherKEKsInIDOrder(t *testing.T) {
 	active := createUnder(t, s, "k2", 3)
 
 	var seen []string
-	rewrap := func(ctx context.Context, acct, id string, sealed model.SealedSecret) (model.SealedSecret, error) {
-		seen = append(seen, id)
-		if acct != account {
-			t.Errorf("row %s: account %q, want %q", id, acct, account)
+	rewrap := func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
+		seen = append(seen, v.ConnectionID)
+		if v.Account != account || v.Slot != "" {
+			t.Errorf("row %s: account %q, slot %q; want %q and the secret's", v.ConnectionID, v.Account, v.Slot, account)
 		}
-		return fakeRewrap("k2")(ctx, acct, id, sealed)
+		return fakeRewrap("k2")(ctx, v)
 	}
 	o := store.RewrapOptions{ActiveKEKID: "k2", Limit: 3}
 	var batches []store.RewrapResult
@@ -130,11 +130,11 @@ func TestRewrapBatchSkipRowLeavesItAndGoesOn(t *testing.T) {
 	ctx := context.Background()
 	cs := createUnder(t, s, "k1", 4)
 	damaged := cs[1].ID
-	rewrap := func(ctx context.Context, acct, id string, sealed model.SealedSecret) (model.SealedSecret, error) {
-		if id == damaged {
+	rewrap := func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
+		if v.ConnectionID == damaged {
 			return model.SealedSecret{}, errors.Join(store.ErrSkipRow, errors.New("does not unwrap"))
 		}
-		return fakeRewrap("k2")(ctx, acct, id, sealed)
+		return fakeRewrap("k2")(ctx, v)
 	}
 	res, err := s.RewrapBatch(ctx, store.RewrapOptions{ActiveKEKID: "k2", Limit: 10}, rewrap)
 	if err != nil {
@@ -159,22 +159,22 @@ func TestRewrapBatchErrorWritesNothing(t *testing.T) {
 	kmsDown := errors.New("kms unavailable")
 
 	for name, rewrap := range map[string]store.RewrapFunc{
-		"rewrap error": func(ctx context.Context, acct, id string, sealed model.SealedSecret) (model.SealedSecret, error) {
-			if id == cs[2].ID {
+		"rewrap error": func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
+			if v.ConnectionID == cs[2].ID {
 				return model.SealedSecret{}, kmsDown
 			}
-			return fakeRewrap("k2")(ctx, acct, id, sealed)
+			return fakeRewrap("k2")(ctx, v)
 		},
-		"changed ciphertext": func(ctx context.Context, acct, id string, sealed model.SealedSecret) (model.SealedSecret, error) {
-			out, _ := fakeRewrap("k2")(ctx, acct, id, sealed)
-			if id == cs[2].ID {
+		"changed ciphertext": func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
+			out, _ := fakeRewrap("k2")(ctx, v)
+			if v.ConnectionID == cs[2].ID {
 				out.Ciphertext = []byte("other")
 			}
 			return out, nil
 		},
-		"wrong kek id": func(ctx context.Context, acct, id string, sealed model.SealedSecret) (model.SealedSecret, error) {
-			out, _ := fakeRewrap("k2")(ctx, acct, id, sealed)
-			if id == cs[2].ID {
+		"wrong kek id": func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
+			out, _ := fakeRewrap("k2")(ctx, v)
+			if v.ConnectionID == cs[2].ID {
 				out.KEKID = "k3"
 			}
 			return out, nil

@@ -30,12 +30,13 @@ func noCheck(model.Connection) error { return nil }
 func newConnection(account string) model.Connection {
 	id := uuid.NewString()
 	return model.Connection{
-		ID:          id,
-		Account:     account,
-		Name:        "Contoso " + id[:8],
-		InstanceURL: "https://org" + id[:8] + ".crm.dynamics.com",
-		Cloud:       model.CloudPublic,
-		ClientID:    uuid.NewString(),
+		ID:             id,
+		Account:        account,
+		Name:           "Contoso " + id[:8],
+		InstanceURL:    "https://org" + id[:8] + ".crm.dynamics.com",
+		Cloud:          model.CloudPublic,
+		ClientID:       uuid.NewString(),
+		CredentialType: model.CredentialClientSecret,
 		Secret: model.SealedSecret{
 			Ciphertext: []byte("ciphertext-" + id),
 			WrappedDEK: []byte("wrapped-" + id),

@@ -106,7 +106,9 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request, q request) 
 		return
 	}
 	form := r.PostForm
+	h.record(form)
 	clientID, secret := form.Get("client_id"), form.Get("client_secret")
+	assertion := form.Has("client_assertion") || form.Has("client_assertion_type")
 	if u, p, ok := r.BasicAuth(); ok { // RFC 6749 §2.3.1, which Entra also accepts
 		clientID, secret = u, p
 	}
@@ -157,18 +159,30 @@ func (h *Handler) serveToken(w http.ResponseWriter, r *http.Request, q request) 
 	case !strings.EqualFold(clientID, h.opts.ClientID):
 		h.entraError(w, r, http.StatusBadRequest, "unauthorized_client", 700016,
 			"Application with identifier '"+clientID+"' was not found in the directory 'Contoso'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", true)
+	case assertion:
+		if h.checkAssertion(w, r, q, tenant, clientID) {
+			h.tokenFor(w, r, q, resource)
+		}
 	case secret == "":
 		h.entraError(w, r, http.StatusUnauthorized, "invalid_client", 7000218,
 			"The request body must contain the following parameter: 'client_assertion' or 'client_secret'.", true)
 	case secret != h.opts.ClientSecret:
 		h.entraError(w, r, http.StatusUnauthorized, "invalid_client", 7000215,
 			"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"+h.opts.ClientID+"'.", true)
-	case resource != h.instanceURL(q):
+	default:
+		h.tokenFor(w, r, q, resource)
+	}
+}
+
+// tokenFor issues a token to a client whose credential was accepted, if
+// resource is this instance's (E7 otherwise).
+func (h *Handler) tokenFor(w http.ResponseWriter, r *http.Request, q request, resource string) {
+	if resource != h.instanceURL(q) {
 		h.entraError(w, r, http.StatusBadRequest, "invalid_resource", 500011,
 			"The resource principal named "+resource+" was not found in the tenant named Contoso. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", true)
-	default:
-		h.tokenOK(w, resource)
+		return
 	}
+	h.tokenOK(w, resource)
 }
 
 // tokenOK sends a token for resource (E1).

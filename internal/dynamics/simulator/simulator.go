@@ -3,9 +3,10 @@
 // Entra ID token endpoint (/{tenant}/oauth2/v2.0/token), with the status
 // codes, headers and bodies documented in shared/docs/microsoft-examples.md.
 //
-// It checks what it receives (form fields, scope, client id, secret, the
-// bearer token it issued), so a wrong request gets Microsoft's error rather
-// than a pass. A scenario (see Scenarios) makes one endpoint fail the way
+// It checks what it receives (form fields, scope, client id, secret or client
+// assertion, the bearer token it issued), so a wrong request gets Microsoft's
+// error rather than a pass. Client assertions verify against certificates
+// uploaded to the simulated app (certificates.go). A scenario (see Scenarios) makes one endpoint fail the way
 // Microsoft does. The scenario is chosen per listener: a Server's URL runs the
 // default one (Options.Scenario, SetScenario), and InstanceURL(name) is the
 // address of a listener of its own that runs scenario name. The instance URL
@@ -22,9 +23,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dynconn/dynconn/internal/credential"
 )
 
 // The identities the simulator knows by default (microsoft-examples.md).
@@ -81,11 +85,13 @@ type Handler struct {
 	once    sync.Once
 
 	mu        sync.Mutex
-	scenario  *scenario         // of ServeHTTP
-	tokens    map[string]string // access token → resource it is for
-	ring      []string          // tokens in issue order, to bound the map
-	counts    map[string]int    // endpoint → requests
-	lastTrace [2]string         // trace id, correlation id of the last Entra error
+	scenario  *scenario                // of ServeHTTP
+	tokens    map[string]string        // access token → resource it is for
+	ring      []string                 // tokens in issue order, to bound the map
+	counts    map[string]int           // endpoint → requests
+	lastTrace [2]string                // trace id, correlation id of the last Entra error
+	uploaded  []credential.Certificate // the app's certificates (certificates.go)
+	recorded  []url.Values             // the last token requests' forms
 }
 
 // maxTokens bounds the tokens remembered, so a long benchmark stays flat.
@@ -303,6 +309,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sc *scenario) {
 	case strings.HasSuffix(q.path, "/oauth2/v2.0/token"):
 		h.count(endpointToken)
 		h.serveToken(w, r, q)
+	case strings.HasPrefix(q.path, simPrefix):
+		h.serveApps(w, r, q.path)
 	case strings.HasPrefix(q.path, "/api/"):
 		h.count("other")
 		writeDataverseError(w, http.StatusNotFound, "0x80060888", "Resource not found for the segment '"+strings.TrimPrefix(q.path, "/api/data/v9.2/")+"'.")

@@ -1,12 +1,18 @@
 package simulator
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/dynconn/dynconn/internal/credential"
 )
 
 func token(t *testing.T, s *Server, base string, form url.Values) (*http.Response, map[string]any) {
@@ -177,6 +183,104 @@ func TestScenarioTable(t *testing.T) {
 		}
 		if sc.Summary == "" || sc.Check == "" || sc.Status == "" {
 			t.Errorf("scenario %s is not described", sc.Name)
+		}
+	}
+}
+
+// assertionForm is a token request that authenticates with an assertion
+// signed by s for the token endpoint of base.
+func assertionForm(t *testing.T, s *credential.Signer, base string, now time.Time) url.Values {
+	t.Helper()
+	a, err := s.Assertion(base+"/"+TenantID+"/oauth2/v2.0/token", ClientID, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return url.Values{"client_id": {ClientID}, "client_assertion_type": {credential.AssertionType}, "client_assertion": {a},
+		"scope": {base + "/.default"}, "grant_type": {"client_credentials"}}
+}
+
+func TestClientAssertions(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+	cert, key, err := credential.Generate(uuid.New(), time.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := credential.NewSigner(cert.DER, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer signer.Destroy()
+	expect := func(form url.Values, status int, code float64, text string) {
+		t.Helper()
+		resp, body := token(t, s, s.URL, form)
+		if resp.StatusCode != status {
+			t.Fatalf("status %d, want %d: %v", resp.StatusCode, status, body)
+		}
+		if code == 0 {
+			if body["access_token"] == "" {
+				t.Errorf("no token: %v", body)
+			}
+			return
+		}
+		desc, _ := body["error_description"].(string)
+		if codes, _ := body["error_codes"].([]any); len(codes) != 1 || codes[0] != code || !strings.Contains(desc, text) {
+			t.Errorf("error %v %q, want [%v] and %q", body["error_codes"], desc, code, text)
+		}
+	}
+	upload := func(clientID string, body []byte) *http.Response {
+		t.Helper()
+		resp, err := http.Post(s.URL+"/_sim/apps/"+clientID+"/certificates", "application/x-pem-file", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	now := time.Now()
+
+	// Before the upload: Microsoft's AADSTS700027 naming the thumbprint.
+	expect(assertionForm(t, signer, s.URL, now), 401, 700027, "[Reason - The key was not found., Thumbprint of key used by client: '"+cert.ThumbprintSHA256+"'")
+
+	if resp := upload(SecretID, cert.PEM()); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("upload to an unknown app: %d", resp.StatusCode)
+	}
+	if resp := upload(ClientID, []byte("not a certificate")); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("upload of garbage: %d", resp.StatusCode)
+	}
+	if resp := upload(ClientID, cert.PEM()); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("upload: %d", resp.StatusCode)
+	}
+	if got := s.Certificates(); len(got) != 1 || got[0].Thumbprint != cert.Thumbprint {
+		t.Fatalf("uploaded: %+v", got)
+	}
+
+	expect(assertionForm(t, signer, s.URL, now), 200, 0, "")
+	stale := assertionForm(t, signer, s.URL, now.Add(-time.Hour))
+	expect(stale, 400, 700024, "not within its valid time range")
+	otherAud := assertionForm(t, signer, "https://login.microsoftonline.com", now)
+	otherAud.Set("scope", s.URL+"/.default")
+	expect(otherAud, 400, 50027, "Invalid JWT token")
+	wrongType := assertionForm(t, signer, s.URL, now)
+	wrongType.Set("client_assertion_type", "urn:other")
+	expect(wrongType, 400, 900144, "client_assertion_type")
+
+	// Removed from the app: the key is not found again.
+	req, _ := http.NewRequest(http.MethodDelete, s.URL+"/_sim/apps/"+ClientID+"/certificates/"+strings.ToLower(cert.Thumbprint), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("delete: %d", resp.StatusCode)
+	}
+	expect(assertionForm(t, signer, s.URL, now), 401, 700027, "The key was not found.")
+
+	// What the token endpoint saw: assertions, never a secret or a key.
+	for _, f := range s.TokenRequests() {
+		if f.Has("client_secret") || strings.Contains(f.Encode(), "PRIVATE") {
+			t.Errorf("token request with a secret or a key: %v", f)
 		}
 	}
 }
