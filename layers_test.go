@@ -37,11 +37,12 @@ var allowedImports = map[string][]string{
 	"internal/rotation":              {"internal/crypto", "internal/model", "internal/store"},
 	"internal/jobs":                  nil,
 	"internal/rotation/rotationtest": {"internal/crypto", "internal/model", "internal/store"},
-	"internal/api": {"", "internal/auth", "internal/crypto", "internal/dynamics",
+	"internal/checker":               {"internal/crypto", "internal/dynamics", "internal/model", "internal/secret", "internal/store"},
+	"internal/api": {"", "internal/auth", "internal/checker", "internal/crypto", "internal/dynamics",
 		"internal/model", "internal/secret", "internal/store"},
 	"cmd/devtoken":           {"internal/auth"},
 	"cmd/dynamics-simulator": {"internal/dynamics/simulator"},
-	"cmd/server": {"internal/api", "internal/auth", "internal/crypto", "internal/dynamics",
+	"cmd/server": {"internal/api", "internal/auth", "internal/checker", "internal/crypto", "internal/dynamics",
 		"internal/rotation", "internal/secret", "internal/store"},
 }
 
