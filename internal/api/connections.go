@@ -162,6 +162,14 @@ func handleConnectionList(logger *slog.Logger, st *store.Store, opts Options) ht
 			return &validationError{fields: []fieldError{{Field: "secret_state", Code: "out_of_range",
 				Message: "secret_state must be valid, expiring, expired or unknown."}}}
 		}
+		switch s := model.Status(r.URL.Query().Get("status")); s {
+		case "":
+		case model.StatusUntested, model.StatusConnected, model.StatusFailing:
+			f.Status = s
+		default:
+			return &validationError{fields: []fieldError{{Field: "status", Code: "out_of_range",
+				Message: "status must be untested, connected or failing."}}}
+		}
 		cs, next, err := st.Connections(r.Context(), principalFrom(r.Context()).Account, p, f)
 		if err != nil {
 			return err

@@ -69,6 +69,7 @@ type testEnv struct {
 type envConfig struct {
 	Options
 	checker checker.Options
+	sim     simulator.Options
 }
 
 func newEnv(t testing.TB, opts ...func(*envConfig)) *testEnv {
@@ -90,11 +91,11 @@ func newEnvWith(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, opts ...
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := envConfig{Options: Options{AllowLoopback: true}}
+	o := envConfig{Options: Options{AllowLoopback: true}, sim: simulator.Options{SlowDelay: 200 * time.Millisecond}}
 	for _, f := range opts {
 		f(&o)
 	}
-	sim := simulator.New(simulator.Options{SlowDelay: 200 * time.Millisecond})
+	sim := simulator.New(o.sim)
 	t.Cleanup(sim.Close)
 	dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: true, Logger: logger, StepTimeout: 2 * time.Second, Deadline: 4 * time.Second})
 	t.Cleanup(dyn.CloseIdleConnections)
