@@ -86,9 +86,10 @@ type Outcome struct {
 	// Shared reports that another caller's run answered this one (it ran at
 	// the same time), so this caller recorded nothing.
 	Shared bool
-	// Change is what recording the result did to the connection's status
-	// (From == To when nothing changed). Zero when Shared.
-	Change store.StatusChange
+	// Recorded is what recording the result did to the connection (its
+	// status before and after, its transient failures in a row). Zero when
+	// Shared.
+	Recorded store.Recorded
 	// Transient reports a failure that is nobody's fault (no setup step).
 	Transient bool
 	// RetryAfter is how long Microsoft asked to wait before the next try, if
@@ -191,14 +192,14 @@ func (c *Checker) runClaimed(ctx context.Context, conn model.Connection, trigger
 		rec.Status, rec.Failure = model.StatusFailing, res.Error
 		rec.SecretExpired = res.Error.Code == dynamics.CodeClientSecretExpired
 	}
-	change, err := c.st.RecordTestResult(runCtx, conn.Account, id, a, rec)
+	recorded, err := c.st.RecordTestResult(runCtx, conn.Account, id, a, rec)
 	if errors.Is(err, store.ErrNotFound) {
 		return Outcome{}, err // deleted while it ran: nothing to release
 	}
 	if err != nil {
 		return release(err)
 	}
-	return Outcome{Result: body, Change: change, Transient: rec.Transient, RetryAfter: retryAfter(res)}, nil
+	return Outcome{Result: body, Recorded: recorded, Transient: rec.Transient, RetryAfter: retryAfter(res)}, nil
 }
 
 // retryAfter is the longest Retry-After among res's checks.

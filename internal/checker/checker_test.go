@@ -94,7 +94,7 @@ func TestRechecksAreOutsideTheRateLimit(t *testing.T) {
 	ctx := context.Background()
 	for range 2 {
 		o, err := e.chk.Recheck(ctx, account, id)
-		if err != nil || o.Shared || o.Transient || o.Change.To != model.StatusConnected {
+		if err != nil || o.Shared || o.Transient || o.Recorded.To != model.StatusConnected {
 			t.Fatalf("recheck: %+v, %v", o, err)
 		}
 	}
@@ -121,7 +121,7 @@ func TestRecheckOutcomes(t *testing.T) {
 	e := newEnv(t, checker.Options{})
 	ctx := context.Background()
 	o, err := e.chk.Recheck(ctx, account, e.create(t, "throttled"))
-	if err != nil || !o.Transient || o.RetryAfter != 27*time.Second || o.Change.To != model.StatusUntested {
+	if err != nil || !o.Transient || o.RetryAfter != 27*time.Second || o.Recorded.To != model.StatusUntested {
 		t.Errorf("throttled: %+v, %v", o, err)
 	}
 	if _, err := e.chk.Recheck(ctx, account, uuid.New()); !errors.Is(err, store.ErrNotFound) {

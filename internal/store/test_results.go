@@ -47,9 +47,13 @@ type TestRecord struct {
 // turn a connection failing.
 const TransientFailuresToFail = 3
 
-// StatusChange is what recording a test did to the connection's status.
-type StatusChange struct {
+// Recorded is what recording a test did to the connection.
+type Recorded struct {
+	// From and To are its status before and after (equal: no change).
 	From, To model.Status
+	// TransientFailures is how many scheduled transient failures in a row it
+	// has had, this one included (0 after anything else).
+	TransientFailures int
 }
 
 // recordTest is the whole of RecordTestResult in one statement, so it costs
@@ -98,7 +102,7 @@ WITH conn AS (
 		'code', $7, 'setup_step', $16::text, 'trigger', $15)
 	FROM outcome o WHERE o.new_status <> o.old_status
 )
-SELECT old_status, new_status FROM outcome`
+SELECT old_status, new_status, failures FROM outcome`
 
 // RecordTestResult stores a test of the account's connection: on the
 // connection (status, last_test, the secret's expiry when Microsoft reported
@@ -108,7 +112,7 @@ SELECT old_status, new_status FROM outcome`
 // changed — atomically. It ends the test's claim (ClaimTest). It returns
 // ErrNotFound as Connection does (the connection may have been deleted while
 // the test ran).
-func (s *Store) RecordTestResult(ctx context.Context, account string, id uuid.UUID, a Audit, r TestRecord) (StatusChange, error) {
+func (s *Store) RecordTestResult(ctx context.Context, account string, id uuid.UUID, a Audit, r TestRecord) (Recorded, error) {
 	outcome := "ok"
 	var code, step *string
 	if r.Failure != nil {
@@ -116,7 +120,7 @@ func (s *Store) RecordTestResult(ctx context.Context, account string, id uuid.UU
 	}
 	details, err := json.Marshal(map[string]string{"outcome": outcome})
 	if err != nil {
-		return StatusChange{}, fmt.Errorf("encode audit details: %w", err)
+		return Recorded{}, fmt.Errorf("encode audit details: %w", err)
 	}
 	trigger := r.Trigger
 	if trigger == "" {
@@ -127,16 +131,17 @@ func (s *Store) RecordTestResult(ctx context.Context, account string, id uuid.UU
 		interval = &r.RecheckInterval
 	}
 	var from, to string
+	var failures int
 	err = s.pool.QueryRow(ctx, recordTest, account, id, string(r.Status), json.RawMessage(r.Result), r.SecretExpired,
 		r.TestedVersion, code, a.Actor, a.RequestID, TestHistoryLength-1, details,
-		r.Transient && trigger == model.TriggerScheduled, TransientFailuresToFail, interval, string(trigger), step).Scan(&from, &to)
+		r.Transient && trigger == model.TriggerScheduled, TransientFailuresToFail, interval, string(trigger), step).Scan(&from, &to, &failures)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return StatusChange{}, ErrNotFound
+		return Recorded{}, ErrNotFound
 	}
 	if err != nil {
-		return StatusChange{}, fmt.Errorf("record test result: %w", err)
+		return Recorded{}, fmt.Errorf("record test result: %w", err)
 	}
-	return StatusChange{From: model.Status(from), To: model.Status(to)}, nil
+	return Recorded{From: model.Status(from), To: model.Status(to), TransientFailures: failures}, nil
 }
 
 // RateLimit is a token bucket: a burst of Burst tests, then one every Every.
@@ -330,4 +335,14 @@ func (s *Store) TestResults(ctx context.Context, account string, id uuid.UUID, p
 		results[i] = r.Result
 	}
 	return results, next, nil
+}
+
+// PruneRateLimits deletes the buckets that are full again: a missing bucket
+// is a full one, so this forgets nothing. It returns how many it deleted.
+func (s *Store) PruneRateLimits(ctx context.Context) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM test_rate_limits WHERE tat < now()`)
+	if err != nil {
+		return 0, fmt.Errorf("prune rate limits: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }

@@ -142,7 +142,7 @@ func TestTransientFailuresFlipAtTheThird(t *testing.T) {
 	id := uuid.MustParse(c.ID)
 	step := "client_secret"
 	unavailable := &model.TestError{Code: "microsoft_unavailable"}
-	record := func(status model.Status, failure *model.TestError, trigger model.Trigger) store.StatusChange {
+	record := func(status model.Status, failure *model.TestError, trigger model.Trigger) store.Recorded {
 		t.Helper()
 		r := store.TestRecord{Status: status, Result: []byte(`{}`), Failure: failure, Trigger: trigger,
 			Transient: failure != nil && failure.SetupStep == nil, TestedVersion: get(t, s, account, c.ID).Version,
