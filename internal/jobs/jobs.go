@@ -135,9 +135,13 @@ func (j *Jobs) Start(ctx context.Context) error {
 	return nil
 }
 
+// CancelTimeout bounds how long Stop takes, after its context ends, to
+// cancel the jobs still running: cancelled jobs return at once.
+const CancelTimeout = 5 * time.Second
+
 // Stop stops fetching jobs and waits for running ones to finish until ctx
 // ends; then it cancels the rest, which River runs again later (on this or
-// another replica).
+// another replica). It returns within CancelTimeout of ctx's end.
 func (j *Jobs) Stop(ctx context.Context) error {
 	defer func() {
 		if j.stopEvents != nil {
@@ -150,8 +154,7 @@ func (j *Jobs) Stop(ctx context.Context) error {
 		return err
 	}
 	j.logger.Warn("jobs still running at the end of the shutdown budget: cancelling them; they will run again")
-	// A short budget of its own: cancelled jobs return at once.
-	cancelCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	cancelCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), CancelTimeout)
 	defer cancel()
 	if err := j.Client.StopAndCancel(cancelCtx); err != nil {
 		return fmt.Errorf("stop river: %w", err)
