@@ -40,6 +40,23 @@ type service struct {
 // checker of its own, on one fresh database, re-checking every interval.
 func startReplicas(t *testing.T) *service {
 	t.Helper()
+	s, replicas := start(t, 2)
+	for _, j := range replicas {
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := j.Stop(ctx); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	return s
+}
+
+// start starts n replicas as startReplicas does, and leaves stopping them to
+// the caller.
+func start(t *testing.T, n int) (*service, []*jobs.Jobs) {
+	t.Helper()
 	line, err := crypto.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +70,8 @@ func startReplicas(t *testing.T) *service {
 	url := storetest.URL(t)
 	logger := slog.New(slog.NewTextHandler(&logtest.Buffer{}, nil))
 	var first *store.Store
-	for range 2 {
+	var replicas []*jobs.Jobs
+	for range n {
 		pool, err := pgxpool.New(context.Background(), url)
 		if err != nil {
 			t.Fatal(err)
@@ -73,20 +91,20 @@ func startReplicas(t *testing.T) *service {
 		if err := j.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := j.Stop(ctx); err != nil {
-				t.Error(err)
-			}
-		})
+		replicas = append(replicas, j)
 	}
-	return &service{st: first, keys: keys, sim: sim}
+	return &service{st: first, keys: keys, sim: sim}, replicas
 }
 
 // create stores a connection to the simulator's default listener, whose
 // scenario SetScenario switches.
 func (s *service) create(t *testing.T, expires *time.Time) uuid.UUID {
+	t.Helper()
+	return s.createAt(t, s.sim.URL, expires)
+}
+
+// createAt stores a connection to the instance URL.
+func (s *service) createAt(t *testing.T, instance string, expires *time.Time) uuid.UUID {
 	t.Helper()
 	id := uuid.New()
 	env, err := s.keys.Seal(context.Background(), []byte(simulator.ClientSecret), crypto.AssociatedData(account, id.String()))
@@ -94,7 +112,7 @@ func (s *service) create(t *testing.T, expires *time.Time) uuid.UUID {
 		t.Fatal(err)
 	}
 	_, err = s.st.CreateConnection(context.Background(), model.Connection{ID: id.String(), Account: account,
-		InstanceURL: s.sim.URL, Cloud: model.CloudPublic, ClientID: simulator.ClientID, Secret: model.SealedSecret(env),
+		InstanceURL: instance, Cloud: model.CloudPublic, ClientID: simulator.ClientID, Secret: model.SealedSecret(env),
 		SecretExpiresAt: expires}, store.Audit{Actor: "tester"})
 	if err != nil {
 		t.Fatal(err)
@@ -289,5 +307,32 @@ func TestExpiryNoticeOnce(t *testing.T) {
 	}
 	if err := json.Unmarshal(notices[0].Data, &d); err != nil || d.DaysLeft != 5 {
 		t.Errorf("notice data %s", notices[0].Data)
+	}
+}
+
+// TestStopCancelsWhatItCannotWaitFor: at shutdown a re-check that does not
+// finish within the budget is cancelled, records nothing, releases its
+// claim, and is queued to run again (on another replica, or after a
+// restart).
+func TestStopCancelsWhatItCannotWaitFor(t *testing.T) {
+	t.Parallel()
+	s, replicas := start(t, 1)
+	id := s.createAt(t, s.sim.InstanceURL("token_hang"), nil)
+	waitFor(t, "the re-check to be running", func() bool { return s.sim.Count("token") > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := replicas[0].Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	c, err := s.st.Connection(context.Background(), account, id)
+	if err != nil || c.LastTest != nil {
+		t.Errorf("the cancelled re-check was recorded: %s, %v", c.LastTest, err)
+	}
+	if claim, err := s.st.ClaimTest(context.Background(), account, id, nil, time.Minute); err != nil || !claim.Claimed {
+		t.Errorf("the cancelled re-check kept its claim: %+v, %v", claim, err)
+	}
+	var state string
+	if err := s.st.Pool().QueryRow(context.Background(), `SELECT state FROM river_job WHERE kind = 'recheck'`).Scan(&state); err != nil || state != "available" {
+		t.Errorf("the cancelled re-check's job is %q (%v), want available to run again", state, err)
 	}
 }
