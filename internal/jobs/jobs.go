@@ -94,8 +94,11 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config, workers *river.Wor
 		if n <= 0 {
 			n = DefaultRecheckWorkers
 		}
-		queues[QueueRecheck] = river.QueueConfig{MaxWorkers: n}
-		river.AddWorker(workers, &recheckWorker{st: st, chk: cfg.Checker, interval: cfg.RecheckInterval, metrics: cfg.Metrics, logger: logger})
+		// A short fetch cooldown: a re-check against a fast Microsoft takes
+		// milliseconds, and River's default (100 ms between fetches of at
+		// most one job per free worker) would cap a replica at 100 a second.
+		queues[QueueRecheck] = river.QueueConfig{MaxWorkers: n, FetchCooldown: 5 * time.Millisecond}
+		river.AddWorker(workers, &recheckWorker{chk: cfg.Checker, interval: cfg.RecheckInterval, metrics: cfg.Metrics, logger: logger})
 		river.AddWorker(workers, &scheduleWorker{pool: pool, st: st, interval: cfg.RecheckInterval})
 		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(scheduleEvery(cfg.RecheckInterval)),
 			func() (river.JobArgs, *river.InsertOpts) {

@@ -51,13 +51,12 @@ func (RecheckArgs) InsertOpts() river.InsertOpts {
 }
 
 // recheckWorker runs a re-check through the checker, the path of manual
-// tests, and sends the expiry notices that are due. A transient failure
+// tests (which also sends the expiry notice that is due). A transient failure
 // (no setup step) is tried again after a backoff that honours Retry-After,
 // until the third in a row has turned the connection failing: at most two
 // retries per interval, so re-checks never storm a throttled Dataverse.
 type recheckWorker struct {
 	river.WorkerDefaults[RecheckArgs]
-	st       *store.Store
 	chk      *checker.Checker
 	interval time.Duration
 	metrics  *Metrics
@@ -79,9 +78,6 @@ func (w *recheckWorker) Work(ctx context.Context, job *river.Job[RecheckArgs]) e
 	case err != nil:
 		w.metrics.recheck("error")
 		return err // River retries with its own backoff
-	}
-	if _, err := w.st.SendConnectionExpiryNotices(ctx, a.ConnectionID.String()); err != nil {
-		return err
 	}
 	w.metrics.recheck(recheckOutcome(o))
 	if n := o.Recorded.TransientFailures; o.Transient && n > 0 && n < store.TransientFailuresToFail {

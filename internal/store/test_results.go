@@ -64,12 +64,16 @@ type Recorded struct {
 // of the newest result to drop) beside the one inserted. outcome works out
 // the new status: unchanged when the connection was edited while the test
 // ran ($6 is the tested version) or for a transient failure short of $13 in
-// a row, else the result's ($3).
-const recordTest = `
+// a row, else the result's ($3). It also writes the expiry notice that is
+// due (see expiry.go), so that a re-check costs two round trips: the claim
+// and this.
+var recordTest = `
 WITH conn AS (
-	SELECT id, status, transient_failures, version FROM connections WHERE account = $1 AND id = $2 FOR UPDATE
+	SELECT c.*, ` + credentialExpiresAt("c") + ` AS expires_at, expiry_notice_due(` + credentialExpiresAt("c") + `) AS days
+	FROM connections c WHERE account = $1 AND id = $2 FOR UPDATE
 ), outcome AS (
-	SELECT id, status AS old_status, version = $6 AS current,
+	SELECT id, account, status AS old_status, version = $6 AS current, expires_at, days,
+		` + noticeWanted("conn", "expires_at", "days") + ` AS notify,
 		CASE WHEN version <> $6 OR ($12 AND transient_failures + 1 < $13) THEN status ELSE $3 END AS new_status,
 		CASE WHEN $12 THEN transient_failures + 1 ELSE 0 END AS failures
 	FROM conn
@@ -84,7 +88,9 @@ WITH conn AS (
 		next_check_at = CASE WHEN NOT o.current THEN c.next_check_at
 			ELSE now() + $14::interval * (0.9 + 0.2 * random()) END,
 		version = CASE WHEN o.current THEN c.version + 1 ELSE c.version END,
-		updated_at = CASE WHEN o.current THEN now() ELSE c.updated_at END
+		updated_at = CASE WHEN o.current THEN now() ELSE c.updated_at END,
+		expiry_notice_for = CASE WHEN o.notify THEN o.expires_at ELSE c.expiry_notice_for END,
+		expiry_notice_days = CASE WHEN o.notify THEN o.days ELSE c.expiry_notice_days END
 	FROM outcome o WHERE c.id = o.id
 ), history AS (
 	INSERT INTO connection_tests (connection_id, account, code, result)
@@ -101,6 +107,9 @@ WITH conn AS (
 		'connection_id', o.id, 'from', o.old_status, 'to', o.new_status,
 		'code', $7, 'setup_step', $16::text, 'trigger', $15)
 	FROM outcome o WHERE o.new_status <> o.old_status
+), notice AS (
+	INSERT INTO events (public_id, account, type, connection_id, data)
+	SELECT ` + noticeEventSelect + ` FROM outcome WHERE notify
 )
 SELECT old_status, new_status, failures FROM outcome`
 
@@ -109,7 +118,8 @@ SELECT old_status, new_status, failures FROM outcome`
 // it, when it was checked and when it is checked next), in its history
 // (trimmed to TestHistoryLength), as a connection.tested audit event by a for
 // a manual test, and as a connection.status_changed event when the status
-// changed — atomically. It ends the test's claim (ClaimTest). It returns
+// changed, and the expiry notice that is due — atomically. It ends the test's
+// claim (ClaimTest). It returns
 // ErrNotFound as Connection does (the connection may have been deleted while
 // the test ran).
 func (s *Store) RecordTestResult(ctx context.Context, account string, id uuid.UUID, a Audit, r TestRecord) (Recorded, error) {
