@@ -70,6 +70,7 @@ type envConfig struct {
 	Options
 	checker checker.Options
 	sim     simulator.Options
+	dyn     dynamics.Options
 }
 
 func newEnv(t testing.TB, opts ...func(*envConfig)) *testEnv {
@@ -91,13 +92,15 @@ func newEnvWith(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, opts ...
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := envConfig{Options: Options{AllowLoopback: true}, sim: simulator.Options{SlowDelay: 200 * time.Millisecond}}
+	o := envConfig{Options: Options{AllowLoopback: true}, sim: simulator.Options{SlowDelay: 200 * time.Millisecond},
+		dyn: dynamics.Options{AllowLoopback: true, StepTimeout: 2 * time.Second, Deadline: 4 * time.Second}}
 	for _, f := range opts {
 		f(&o)
 	}
 	sim := simulator.New(o.sim)
 	t.Cleanup(sim.Close)
-	dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: true, Logger: logger, StepTimeout: 2 * time.Second, Deadline: 4 * time.Second})
+	o.dyn.Logger = logger
+	dyn := dynamics.NewClient(o.dyn)
 	t.Cleanup(dyn.CloseIdleConnections)
 	chk := checker.New(st, keys, dyn, o.checker)
 	srv := httptest.NewServer(NewServer(logger, st, keys, v, chk, o.Options))

@@ -70,8 +70,11 @@ func TestRateLimitIsTheServices(t *testing.T) {
 // gets its result, recorded once.
 func TestConcurrentTestsShareOneRunAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	// The token endpoint answers after a second, so that all 8 are waiting.
-	slow := func(o *envConfig) { o.sim.SlowDelay = time.Second }
+	// The token endpoint answers after 3 s, so that all 8 are waiting.
+	slow := func(o *envConfig) {
+		o.sim.SlowDelay = 3 * time.Second
+		o.dyn.StepTimeout, o.dyn.Deadline = 5*time.Second, 8*time.Second
+	}
 	a, b := twoReplicas(t, slow)
 	id := a.do("POST", "/connections", "acct-a", a.simCreate("slow")).json(t)["id"].(string)
 	results := make([]model.TestResult, 8)
