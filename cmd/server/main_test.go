@@ -274,17 +274,30 @@ func TestScheduledRechecks(t *testing.T) {
 	if !found {
 		t.Error("GET /events lacks the scheduled status change")
 	}
-	res, err = http.Get("http://" + env["METRICS_ADDR"] + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	metrics, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	for _, m := range []string{`dynconn_rechecks_total{outcome="connected"}`, `dynconn_job_run_seconds_count{kind="recheck",result="completed"}`,
-		`dynconn_connection_tests_total{outcome="ok",trigger="scheduled"}`} {
-		if !strings.Contains(string(metrics), m) {
-			t.Errorf("metrics lack %s", m)
+	// River reports a job's completion a moment after the job's work.
+	want := []string{`dynconn_rechecks_total{outcome="connected"}`, `dynconn_job_run_seconds_count{kind="recheck",result="completed"}`,
+		`dynconn_connection_tests_total{outcome="ok",trigger="scheduled"}`}
+	var missing []string
+	for {
+		res, err := http.Get("http://" + env["METRICS_ADDR"] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
 		}
+		metrics, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		missing = missing[:0]
+		for _, m := range want {
+			if !strings.Contains(string(metrics), m) {
+				missing = append(missing, m)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(missing) > 0 {
+		t.Errorf("metrics lack %v", missing)
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("run returned %v on shutdown", err)
