@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "serve":
 		return serve(ctx, getenv, stderr)
 	case "migrate":
-		return migrateCommand(rest, getenv, stdout)
+		return migrateCommand(ctx, rest, getenv, stdout)
 	case "keys":
 		return keysCommand(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
@@ -197,7 +197,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	return nil
 }
 
-func migrateCommand(args []string, getenv func(string) string, stdout io.Writer) error {
+func migrateCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	dbURL := strings.TrimSpace(getenv("DATABASE_URL"))
 	if err := checkDatabaseURL(dbURL); err != nil {
 		return err
@@ -218,6 +218,16 @@ func migrateCommand(args []string, getenv func(string) string, stdout io.Writer)
 			return err
 		}
 		fmt.Fprintf(stdout, "schema version %d (dirty: %t); this binary's version is %d\n", v, dirty, store.SchemaVersion)
+		st, err := store.Open(ctx, dbURL)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		rv, err := st.DatabaseRiverVersion(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "job queue (River) schema version %d; this binary's version is %d\n", rv, store.RiverSchemaVersion)
 		return nil
 	default:
 		return fmt.Errorf("migrate: unknown subcommand %q (want up, down or version)", sub)

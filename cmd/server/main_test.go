@@ -18,6 +18,7 @@ import (
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
 	"github.com/dynconn/dynconn/internal/logtest"
+	"github.com/dynconn/dynconn/internal/store"
 	"github.com/dynconn/dynconn/internal/store/storetest"
 )
 
@@ -304,5 +305,20 @@ func TestScheduledRechecks(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "RECHECK_INTERVAL is under a minute") {
 		t.Error("no warning about the short interval")
+	}
+}
+
+// TestMigrateVersion: `migrate up` applies ours and River's, and `migrate
+// version` reports both beside this binary's.
+func TestMigrateVersion(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": storetest.URL(t)}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"server", "migrate", "up"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("schema version %d (dirty: false); this binary's version is %d\njob queue (River) schema version %d; this binary's version is %d\n",
+		store.SchemaVersion, store.SchemaVersion, store.RiverSchemaVersion, store.RiverSchemaVersion)
+	if out.String() != want {
+		t.Errorf("migrate up printed\n%s\nwant\n%s", out.String(), want)
 	}
 }
