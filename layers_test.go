@@ -36,12 +36,14 @@ var allowedImports = map[string][]string{
 	"internal/store":                 {"internal/model", "migrations"},
 	"internal/store/storetest":       {"internal/store", "migrations"},
 	"internal/rotation":              {"internal/crypto", "internal/model", "internal/store"},
+	"internal/jobs":                  {"internal/checker", "internal/store"},
 	"internal/rotation/rotationtest": {"internal/crypto", "internal/model", "internal/store"},
-	"internal/api": {"", "internal/auth", "internal/credential", "internal/crypto", "internal/dynamics",
+	"internal/checker":               {"internal/credential", "internal/crypto", "internal/dynamics", "internal/model", "internal/secret", "internal/store"},
+	"internal/api": {"", "internal/auth", "internal/checker", "internal/credential", "internal/crypto", "internal/dynamics",
 		"internal/model", "internal/secret", "internal/store", "web"},
 	"cmd/devtoken":           {"internal/auth"},
 	"cmd/dynamics-simulator": {"internal/dynamics/simulator"},
-	"cmd/server": {"internal/api", "internal/auth", "internal/credential", "internal/crypto", "internal/dynamics",
+	"cmd/server": {"internal/api", "internal/auth", "internal/checker", "internal/credential", "internal/crypto", "internal/dynamics", "internal/jobs",
 		"internal/rotation", "internal/secret", "internal/store"},
 }
 

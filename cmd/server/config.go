@@ -13,6 +13,7 @@ import (
 	"github.com/dynconn/dynconn/internal/api"
 	"github.com/dynconn/dynconn/internal/auth"
 	"github.com/dynconn/dynconn/internal/credential"
+	"github.com/dynconn/dynconn/internal/jobs"
 	"github.com/dynconn/dynconn/internal/secret"
 )
 
@@ -29,6 +30,10 @@ type config struct {
 	// CertificateValidity is how long the certificates of certificate
 	// connections are valid (CERTIFICATE_VALIDITY, a Go duration).
 	CertificateValidity time.Duration
+	// RecheckInterval (RECHECK_INTERVAL, default 24h, 0 = off) and
+	// RecheckWorkers (RECHECK_WORKERS, default 10): scheduled re-checks.
+	RecheckInterval time.Duration
+	RecheckWorkers  int
 }
 
 // loadConfig reads and checks the environment, reporting every problem at
@@ -79,6 +84,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 			cfg.CertificateValidity = d
 		}
 	}
+	if cfg.RecheckInterval, err = parseDuration(getenv("RECHECK_INTERVAL"), 24*time.Hour); err != nil {
+		errs = append(errs, fmt.Errorf("RECHECK_INTERVAL: %w", err))
+	}
+	cfg.RecheckWorkers = jobs.DefaultRecheckWorkers
+	if s := getenv("RECHECK_WORKERS"); s != "" {
+		if cfg.RecheckWorkers, err = strconv.Atoi(s); err != nil || cfg.RecheckWorkers < 1 {
+			errs = append(errs, fmt.Errorf("RECHECK_WORKERS: %q is not a positive whole number", s))
+		}
+	}
 	if s := getenv("LOG_LEVEL"); s != "" {
 		if err := cfg.LogLevel.UnmarshalText([]byte(s)); err != nil {
 			errs = append(errs, fmt.Errorf("LOG_LEVEL: %q is not one of debug, info, warn, error", s))
@@ -97,6 +111,19 @@ func checkDatabaseURL(s string) error {
 		return errors.New("DATABASE_URL: must be a postgres:// URL")
 	}
 	return nil
+}
+
+// parseDuration reads a Go duration (24h, 90m, 3s; "0" turns the feature
+// off), def when s is empty. Negative durations are refused.
+func parseDuration(s string, def time.Duration) (time.Duration, error) {
+	if s == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration such as 24h, 90m or 30s (0 turns it off)", s)
+	}
+	return d, nil
 }
 
 func parseBool(s string) (bool, error) {

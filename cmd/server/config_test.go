@@ -58,3 +58,37 @@ func TestConfigCertificateValidity(t *testing.T) {
 		}
 	}
 }
+
+// TestRecheckConfig: RECHECK_INTERVAL is any Go duration (24h by default, 0
+// turns re-checks off, seconds are accepted for tests and demos);
+// RECHECK_WORKERS a positive number (10 by default).
+func TestRecheckConfig(t *testing.T) {
+	base := map[string]string{"DATABASE_URL": "postgres://localhost/dynconn", "AUTH_HS256_SECRET": strings.Repeat("s", 32)}
+	tests := []struct {
+		interval, workers string
+		want              time.Duration
+		wantWorkers       int
+		wantErr           string
+	}{
+		{"", "", 24 * time.Hour, 10, ""},
+		{"0", "3", 0, 3, ""},
+		{"3s", "", 3 * time.Second, 10, ""},
+		{"90m", "", 90 * time.Minute, 10, ""},
+		{"-1h", "", 0, 0, "RECHECK_INTERVAL"},
+		{"daily", "", 0, 0, "RECHECK_INTERVAL"},
+		{"", "-2", 0, 0, "RECHECK_WORKERS"},
+	}
+	for _, tt := range tests {
+		env := maps.Clone(base)
+		env["RECHECK_INTERVAL"], env["RECHECK_WORKERS"] = tt.interval, tt.workers
+		cfg, err := loadConfig(func(k string) string { return env[k] })
+		switch {
+		case tt.wantErr != "":
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%q/%q: error %v, want one naming %s", tt.interval, tt.workers, err, tt.wantErr)
+			}
+		case err != nil || cfg.RecheckInterval != tt.want || cfg.RecheckWorkers != tt.wantWorkers:
+			t.Errorf("%q/%q: %v, %d, %v; want %v, %d", tt.interval, tt.workers, cfg.RecheckInterval, cfg.RecheckWorkers, err, tt.want, tt.wantWorkers)
+		}
+	}
+}

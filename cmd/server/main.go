@@ -20,11 +20,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river"
 
 	"github.com/dynconn/dynconn/internal/api"
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics"
+	"github.com/dynconn/dynconn/internal/jobs"
 	"github.com/dynconn/dynconn/internal/store"
 )
 
@@ -67,7 +70,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "serve":
 		return serve(ctx, getenv, stderr)
 	case "migrate":
-		return migrateCommand(rest, getenv, stdout)
+		return migrateCommand(ctx, rest, getenv, stdout)
 	case "keys":
 		return keysCommand(ctx, rest, getenv, stdout, stderr)
 	case "help", "-h", "--help":
@@ -104,6 +107,10 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if cfg.AllowLoopback {
 		logger.Warn("DYNAMICS_ALLOW_LOOPBACK is on: connection tests may reach http://127.0.0.1. Use it for development and tests only, never in production.")
 	}
+	if cfg.RecheckInterval > 0 && cfg.RecheckInterval < time.Minute {
+		logger.Warn("RECHECK_INTERVAL is under a minute: every connection is tested that often, against Microsoft's limits. Use it for development and tests only.",
+			"interval", cfg.RecheckInterval.String())
+	}
 
 	// Migrations hold golang-migrate's advisory lock, so replicas can start together.
 	if err := store.Migrate(cfg.DatabaseURL.Reveal(), "up"); err != nil {
@@ -125,14 +132,24 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: cfg.AllowLoopback, Logger: logger})
 	defer dyn.CloseIdleConnections()
-	go purgeIdempotencyKeys(ctx, logger, st)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := api.NewMetrics(reg)
+	chk := checker.New(st, keys, dyn, checker.Options{RecheckInterval: cfg.RecheckInterval, Metrics: checker.NewMetrics(reg)})
+	// Background work (re-checks, expiry notices, pruning) runs on River,
+	// beside the HTTP server, on the store's pool.
+	bg, err := jobs.New(st.Pool(), logger, jobs.Config{RecheckInterval: cfg.RecheckInterval, RecheckWorkers: cfg.RecheckWorkers,
+		Checker: chk, Metrics: jobs.NewMetrics(reg, st.Pool())}, river.NewWorkers())
+	if err != nil {
+		return err
+	}
+	if err := bg.Start(ctx); err != nil {
+		return err
+	}
 
 	srv := &http.Server{
 		Addr: cfg.ListenAddr,
-		Handler: api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics,
+		Handler: api.NewServer(logger, st, keys, verifier, chk, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics,
 			CORSAllowedOrigins: cfg.CORSOrigins, RequestHashKey: hashKey, CertificateValidity: cfg.CertificateValidity}),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
@@ -142,10 +159,10 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
+		return errors.Join(fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err), bg.Stop(context.WithoutCancel(ctx)))
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "database", redactURL(cfg.DatabaseURL.Reveal()),
-		"pool_max_conns", st.MaxConns(), "active_key", keys.ActiveID(), "schema_version", store.SchemaVersion)
+		"pool_max_conns", st.MaxConns(), "active_key", keys.ActiveID(), "schema_version", store.SchemaVersion, "recheck_interval", cfg.RecheckInterval.String())
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	// Metrics get their own listener, so they can stay on an internal
@@ -155,7 +172,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		mln, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
 			_ = srv.Close()
-			return fmt.Errorf("listen on %s (METRICS_ADDR): %w", cfg.MetricsAddr, err)
+			return errors.Join(fmt.Errorf("listen on %s (METRICS_ADDR): %w", cfg.MetricsAddr, err), bg.Stop(context.WithoutCancel(ctx)))
 		}
 		metricsSrv = &http.Server{Handler: operationsHandler(reg), ReadHeaderTimeout: 5 * time.Second}
 		go func() { errc <- metricsSrv.Serve(mln) }()
@@ -163,16 +180,23 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
+		return errors.Join(fmt.Errorf("serve: %w", err), bg.Stop(context.WithoutCancel(ctx)))
 	case <-ctx.Done():
 	}
-	logger.Info("shutting down: finishing in-flight requests", "timeout", shutdownTimeout.String())
+	logger.Info("shutting down: finishing in-flight requests and jobs", "timeout", shutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
+	// Jobs get the budget less the time that cancelling the rest may take,
+	// so both end within it.
+	jobsCtx, cancelJobs := context.WithTimeout(shutdownCtx, shutdownTimeout-jobs.CancelTimeout)
+	defer cancelJobs()
+	jobsErr := make(chan error, 1)
+	go func() { jobsErr <- bg.Stop(jobsCtx) }()
 	if metricsSrv != nil {
 		_ = metricsSrv.Shutdown(shutdownCtx)
 	}
-	if err := srv.Shutdown(shutdownCtx); err != nil {
+	err = srv.Shutdown(shutdownCtx)
+	if err = errors.Join(err, <-jobsErr); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("stopped")
@@ -195,26 +219,7 @@ func operationsHandler(reg *prometheus.Registry) http.Handler {
 	return mux
 }
 
-// purgeIdempotencyKeys deletes expired idempotency keys every few minutes
-// until ctx ends. Every replica does it; the DELETE is cheap and idempotent.
-func purgeIdempotencyKeys(ctx context.Context, logger *slog.Logger, st *store.Store) {
-	t := time.NewTicker(10 * time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if n, err := st.PurgeIdempotencyKeys(ctx); err != nil {
-				logger.Warn("purge idempotency keys", "err", err)
-			} else if n > 0 {
-				logger.Info("purged expired idempotency keys", "count", n)
-			}
-		}
-	}
-}
-
-func migrateCommand(args []string, getenv func(string) string, stdout io.Writer) error {
+func migrateCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	dbURL := strings.TrimSpace(getenv("DATABASE_URL"))
 	if err := checkDatabaseURL(dbURL); err != nil {
 		return err
@@ -235,6 +240,16 @@ func migrateCommand(args []string, getenv func(string) string, stdout io.Writer)
 			return err
 		}
 		fmt.Fprintf(stdout, "schema version %d (dirty: %t); this binary's version is %d\n", v, dirty, store.SchemaVersion)
+		st, err := store.Open(ctx, dbURL, nil)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		rv, err := st.DatabaseRiverVersion(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "job queue (River) schema version %d; this binary's version is %d\n", rv, store.RiverSchemaVersion)
 		return nil
 	default:
 		return fmt.Errorf("migrate: unknown subcommand %q (want up, down or version)", sub)

@@ -18,6 +18,7 @@ import (
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
 	"github.com/dynconn/dynconn/internal/logtest"
+	"github.com/dynconn/dynconn/internal/store"
 	"github.com/dynconn/dynconn/internal/store/storetest"
 )
 
@@ -232,17 +233,144 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"DATABASE_URL": "mysql://x", "LISTEN_ADDR": "nope", "ENCRYPTION_KEYS": "k1:not-base64!",
 		"AUTH_HS256_SECRET": "short", "DYNAMICS_ALLOW_LOOPBACK": "perhaps", "LOG_LEVEL": "loud",
 		"CORS_ALLOWED_ORIGINS": "https://app.example.com/",
+		"RECHECK_INTERVAL":     "daily", "RECHECK_WORKERS": "0",
 	}
 	err := run(context.Background(), []string{"server", "serve"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil {
 		t.Fatal("run accepted a broken configuration")
 	}
-	for _, v := range []string{"DATABASE_URL", "LISTEN_ADDR", "ENCRYPTION_KEYS", "AUTH_HS256_SECRET", "DYNAMICS_ALLOW_LOOPBACK", "LOG_LEVEL", "CORS_ALLOWED_ORIGINS"} {
+	for _, v := range []string{"DATABASE_URL", "LISTEN_ADDR", "ENCRYPTION_KEYS", "AUTH_HS256_SECRET", "DYNAMICS_ALLOW_LOOPBACK", "LOG_LEVEL",
+		"CORS_ALLOWED_ORIGINS", "RECHECK_INTERVAL", "RECHECK_WORKERS"} {
 		if !strings.Contains(err.Error(), v) {
 			t.Errorf("error does not name %s:\n%v", v, err)
 		}
 	}
 	if strings.Contains(err.Error(), "not-base64!") {
 		t.Errorf("error echoes a secret value:\n%v", err)
+	}
+}
+
+// TestScheduledRechecks runs the real program with RECHECK_INTERVAL=1s: it
+// warns that the interval is short, re-checks a connection created through
+// the API on its own, shows it in the resource, the feed and the metrics,
+// and stops cleanly.
+func TestScheduledRechecks(t *testing.T) {
+	key, err := crypto.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hs = "e2e-signing-secret-0123456789-0123456789"
+	env := map[string]string{
+		"DATABASE_URL": storetest.URL(t), "LISTEN_ADDR": freeAddr(t), "ENCRYPTION_KEYS": key,
+		"AUTH_HS256_SECRET": hs, "METRICS_ADDR": freeAddr(t), "DYNAMICS_ALLOW_LOOPBACK": "true",
+		"RECHECK_INTERVAL": "1s", "RECHECK_WORKERS": "2",
+	}
+	sim := simulator.New(simulator.Options{})
+	defer sim.Close()
+	logs := &logtest.Buffer{}
+	base, stop := startServer(t, env, logs)
+	tok, err := auth.NewToken([]byte(hs), "acct-e2e", "alice", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(url string) map[string]any {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		var m map[string]any
+		if err := json.NewDecoder(res.Body).Decode(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	req, _ := http.NewRequest("POST", base+"/connections", strings.NewReader(`{"instance_url":"`+sim.InstanceURL("ok")+
+		`","client_id":"`+simulator.ClientID+`","client_secret":"`+simulator.ClientSecret+`"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&created)
+	res.Body.Close()
+	id, _ := created["id"].(string)
+
+	deadline := time.Now().Add(60 * time.Second)
+	var conn map[string]any
+	for {
+		conn = get(base + "/connections/" + id)
+		if last, ok := conn["last_test"].(map[string]any); ok && last["trigger"] == "scheduled" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no scheduled re-check within a minute: %v", conn)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if conn["status"] != "connected" || conn["last_checked_at"] == nil || conn["next_check_at"] == nil {
+		t.Errorf("after a re-check: %v", conn)
+	}
+	var found bool
+	for !found && time.Now().Before(deadline) {
+		for _, e := range get(base + "/events?type=connection.status_changed")["items"].([]any) {
+			data := e.(map[string]any)["data"].(map[string]any)
+			found = found || data["connection_id"] == id && data["trigger"] == "scheduled" && data["to"] == "connected"
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !found {
+		t.Error("GET /events lacks the scheduled status change")
+	}
+	// River reports a job's completion a moment after the job's work.
+	want := []string{`dynconn_rechecks_total{outcome="connected"}`, `dynconn_job_run_seconds_count{kind="recheck",result="completed"}`,
+		`dynconn_connection_tests_total{outcome="ok",trigger="scheduled"}`}
+	var missing []string
+	for {
+		res, err := http.Get("http://" + env["METRICS_ADDR"] + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		missing = missing[:0]
+		for _, m := range want {
+			if !strings.Contains(string(metrics), m) {
+				missing = append(missing, m)
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(missing) > 0 {
+		t.Errorf("metrics lack %v", missing)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("run returned %v on shutdown", err)
+	}
+	if !strings.Contains(logs.String(), "RECHECK_INTERVAL is under a minute") {
+		t.Error("no warning about the short interval")
+	}
+}
+
+// TestMigrateVersion: `migrate up` applies ours and River's, and `migrate
+// version` reports both beside this binary's.
+func TestMigrateVersion(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": storetest.URL(t)}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"server", "migrate", "up"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("schema version %d (dirty: false); this binary's version is %d\njob queue (River) schema version %d; this binary's version is %d\n",
+		store.SchemaVersion, store.SchemaVersion, store.RiverSchemaVersion, store.RiverSchemaVersion)
+	if out.String() != want {
+		t.Errorf("migrate up printed\n%s\nwant\n%s", out.String(), want)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
@@ -52,7 +53,7 @@ type benchServer struct {
 	sim  *simulator.Server
 }
 
-func newBenchServer(b *testing.B, opts Options) *benchServer {
+func newBenchServer(b *testing.B, opts Options, chkOpts checker.Options) *benchServer {
 	b.Helper()
 	dbURL := storetest.URL(b)
 	st, err := store.Open(context.Background(), dbURL, nil)
@@ -83,7 +84,8 @@ func newBenchServer(b *testing.B, opts Options) *benchServer {
 	}
 	opts.AllowLoopback = true
 	opts.Metrics = NewMetrics(prometheus.NewRegistry())
-	srv := httptest.NewServer(NewServer(logger, st, keys, v, dyn, opts))
+	chk := checker.New(st, keys, dyn, chkOpts)
+	srv := httptest.NewServer(NewServer(logger, st, keys, v, chk, dyn, opts))
 	b.Cleanup(srv.Close)
 	return &benchServer{srv: srv, url: dbURL, pool: pool, sim: sim}
 }
@@ -94,7 +96,7 @@ func newBenchServer(b *testing.B, opts Options) *benchServer {
 // reports both rates and their ratio.
 func BenchmarkCreateVsPgbench(b *testing.B) {
 	pgbench := findPgbench(b)
-	s := newBenchServer(b, Options{})
+	s := newBenchServer(b, Options{}, checker.Options{})
 	tok := token(b, "acct-bench")
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *benchClients}}
 	defer hc.CloseIdleConnections()
@@ -220,7 +222,7 @@ VALUES (gen_random_uuid(), 'acct-pgbench', '%s', '%s', 'public', gen_random_uuid
 // overhead: auth, reading the connection, opening the secret, the safe
 // transport, diagnosis, storing the result.
 func BenchmarkTestOverhead(b *testing.B) {
-	s := newBenchServer(b, Options{TestBurst: 1 << 30})
+	s := newBenchServer(b, Options{}, checker.Options{RateLimit: store.RateLimit{Burst: 1 << 30}})
 	tok := token(b, "acct-bench")
 	body := fmt.Sprintf(`{"instance_url":%q,"client_id":%q,"client_secret":%q}`,
 		s.sim.InstanceURL("ok"), simulator.ClientID, simulator.ClientSecret)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/credential"
 	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
@@ -85,7 +86,7 @@ func (e *testEnv) privateKey(account, id string, slot model.CertificateSlot) []b
 	if slot == model.SlotNext {
 		cert = c.NextCertificate
 	}
-	key, err := openKey(context.Background(), e.keys, c, slot, cert.Key)
+	key, err := checker.OpenKey(context.Background(), e.keys, c, slot, cert.Key)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -216,7 +217,7 @@ func (c *clock) advance(by time.Duration) { c.offset.Add(int64(by)) }
 func TestCertificateRenewal(t *testing.T) {
 	t.Parallel()
 	clk := &clock{}
-	e := newEnv(t, func(o *Options) { o.Now = clk.Now })
+	e := newEnv(t, func(o *envConfig) { o.Now = clk.Now })
 	const acct = "acct-renew"
 	id := e.do("POST", "/connections", acct, e.certCreate("ok")).json(t)["id"].(string)
 	old := e.download("/connections/"+id+"/certificate", acct, "", mediaPEM, "dynconn-"+id+".pem")
@@ -352,7 +353,7 @@ func TestSecretConnectionMovesToCertificate(t *testing.T) {
 func TestCertificateExpired(t *testing.T) {
 	t.Parallel()
 	clk := &clock{}
-	e := newEnv(t, func(o *Options) { o.Now = clk.Now })
+	e := newEnv(t, func(o *envConfig) { o.Now = clk.Now })
 	const acct = "acct-expired"
 	clk.advance(-400 * 24 * time.Hour)
 	id := e.do("POST", "/connections", acct, e.certCreate("ok")).json(t)["id"].(string)

@@ -31,7 +31,10 @@ type connectionResponse struct {
 	Certificate     *certificateStatus       `json:"certificate"`
 	NextCertificate *nextCertificateResponse `json:"next_certificate"`
 	Status          model.Status             `json:"status"`
+	StatusSince     *time.Time               `json:"status_since"`
 	LastTest        json.RawMessage          `json:"last_test"`
+	LastCheckedAt   *time.Time               `json:"last_checked_at"`
+	NextCheckAt     *time.Time               `json:"next_check_at"`
 	CreatedAt       time.Time                `json:"created_at"`
 	UpdatedAt       time.Time                `json:"updated_at"`
 }
@@ -51,7 +54,8 @@ func toConnectionResponse(c model.Connection, now time.Time) connectionResponse 
 	}
 	r := connectionResponse{
 		ID: c.ID, Name: c.Name, InstanceURL: c.InstanceURL, ClientID: c.ClientID, TenantID: c.TenantID,
-		Cloud: c.Cloud, CredentialType: c.CredentialType, Status: c.Status, LastTest: last, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		Cloud: c.Cloud, CredentialType: c.CredentialType, Status: c.Status, StatusSince: c.StatusSince, LastTest: last,
+		LastCheckedAt: c.LastCheckedAt, NextCheckAt: c.NextCheckAt, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 		Certificate: toCertificateStatus(c.Certificate, now),
 	}
 	if c.Secret.Ciphertext != nil {
@@ -171,6 +175,14 @@ func handleConnectionList(logger *slog.Logger, st *store.Store, opts Options) ht
 		default:
 			return &validationError{fields: []fieldError{{Field: "secret_state", Code: "out_of_range",
 				Message: "secret_state must be valid, expiring, expired or unknown."}}}
+		}
+		switch s := model.Status(r.URL.Query().Get("status")); s {
+		case "":
+		case model.StatusUntested, model.StatusConnected, model.StatusFailing:
+			f.Status = s
+		default:
+			return &validationError{fields: []fieldError{{Field: "status", Code: "out_of_range",
+				Message: "status must be untested, connected or failing."}}}
 		}
 		cs, next, err := st.Connections(r.Context(), principalFrom(r.Context()).Account, p, f)
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/dynconn/dynconn"
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store/storetest"
@@ -192,7 +193,7 @@ func TestConnectionLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cr, err := credentialsOf(context.Background(), e.keys, c, model.SlotCurrent)
+	cr, err := checker.Credentials(context.Background(), e.keys, c, model.SlotCurrent)
 	if err != nil || string(cr.ClientSecret) != "new-secret-value~0123456789abcdef" {
 		t.Errorf("stored secret after rotation: err=%v, trimmed=%t", err, string(cr.ClientSecret) == "new-secret-value~0123456789abcdef")
 	}
@@ -359,7 +360,7 @@ func TestSwappedCiphertextFailsToOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := credentialsOf(ctx, e.keys, c, model.SlotCurrent); !errors.Is(err, crypto.ErrUnwrap) && !errors.Is(err, crypto.ErrDecrypt) {
+		if _, err := checker.Credentials(ctx, e.keys, c, model.SlotCurrent); !errors.Is(err, crypto.ErrUnwrap) && !errors.Is(err, crypto.ErrDecrypt) {
 			t.Errorf("swapped secret of %s opened or failed oddly: %v", id, err)
 		}
 	}
@@ -404,6 +405,20 @@ func TestReadiness(t *testing.T) {
 	e.do("DELETE", "/connections/"+id, "acct-a", nil)
 	if res := e2.do("GET", "/readyz", "", nil); res.status != http.StatusOK {
 		t.Errorf("readyz without k1 after its last secret went = %d %s", res.status, res.body)
+	}
+}
+
+// TestReadinessNeedsRiversSchema: a database whose job queue schema is
+// behind this binary's is not ready.
+func TestReadinessNeedsRiversSchema(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if _, err := e.pool.Exec(context.Background(), `DELETE FROM river_migration WHERE version = (SELECT max(version) FROM river_migration)`); err != nil {
+		t.Fatal(err)
+	}
+	res := e.do("GET", "/readyz", "", nil)
+	if res.status != http.StatusServiceUnavailable || !strings.Contains(string(res.body), "River") {
+		t.Errorf("readyz with River's schema behind = %d %s", res.status, res.body)
 	}
 }
 

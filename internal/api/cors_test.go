@@ -38,7 +38,7 @@ func listOf(h string) []string {
 }
 
 func TestCORS(t *testing.T) {
-	e := newEnv(t, func(o *Options) { o.CORSAllowedOrigins = []string{allowedOrigin} })
+	e := newEnv(t, func(o *envConfig) { o.CORSAllowedOrigins = []string{allowedOrigin} })
 
 	t.Run("preflight from an allowed origin is answered", func(t *testing.T) {
 		res := preflight(t, e, allowedOrigin, "PATCH", "/connections/x", "authorization,content-type,if-match,idempotency-key")

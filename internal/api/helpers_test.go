@@ -22,6 +22,7 @@ import (
 
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
@@ -65,7 +66,16 @@ type testEnv struct {
 	responses *logtest.Buffer
 }
 
-func newEnv(t testing.TB, opts ...func(*Options)) *testEnv {
+// envConfig is what a test may change of a testEnv: the API's options and
+// the checker's.
+type envConfig struct {
+	Options
+	checker checker.Options
+	sim     simulator.Options
+	dyn     dynamics.Options
+}
+
+func newEnv(t testing.TB, opts ...func(*envConfig)) *testEnv {
 	t.Helper()
 	keys, err := crypto.ParseKeyring(mustKey(t, "k1"), "")
 	if err != nil {
@@ -75,13 +85,13 @@ func newEnv(t testing.TB, opts ...func(*Options)) *testEnv {
 }
 
 // newEnvWith is a server on the database of pool, with keys.
-func newEnvWith(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, opts ...func(*Options)) *testEnv {
+func newEnvWith(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, opts ...func(*envConfig)) *testEnv {
 	t.Helper()
 	return newEnvOn(t, store.New(pool), pool, keys, &logtest.Buffer{}, opts...)
 }
 
 // newEnvOn is a server on st, logging into logs; pool is st's database.
-func newEnvOn(t testing.TB, st *store.Store, pool *pgxpool.Pool, keys *crypto.Keyring, logs *logtest.Buffer, opts ...func(*Options)) *testEnv {
+func newEnvOn(t testing.TB, st *store.Store, pool *pgxpool.Pool, keys *crypto.Keyring, logs *logtest.Buffer, opts ...func(*envConfig)) *testEnv {
 	t.Helper()
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	v, err := auth.NewVerifier(context.Background(), auth.Config{HS256Secret: hsSecret, AccountClaim: "account_id"})
@@ -92,15 +102,18 @@ func newEnvOn(t testing.TB, st *store.Store, pool *pgxpool.Pool, keys *crypto.Ke
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{AllowLoopback: true, RequestHashKey: hashKey}
+	o := envConfig{Options: Options{AllowLoopback: true, RequestHashKey: hashKey}, sim: simulator.Options{SlowDelay: 200 * time.Millisecond},
+		dyn: dynamics.Options{AllowLoopback: true, StepTimeout: 2 * time.Second, Deadline: 4 * time.Second}}
 	for _, f := range opts {
 		f(&o)
 	}
-	sim := simulator.New(simulator.Options{SlowDelay: 200 * time.Millisecond})
+	sim := simulator.New(o.sim)
 	t.Cleanup(sim.Close)
-	dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: true, Logger: logger, StepTimeout: 2 * time.Second, Deadline: 4 * time.Second})
+	o.dyn.Logger = logger
+	dyn := dynamics.NewClient(o.dyn)
 	t.Cleanup(dyn.CloseIdleConnections)
-	srv := httptest.NewServer(NewServer(logger, st, keys, v, dyn, o))
+	chk := checker.New(st, keys, dyn, o.checker)
+	srv := httptest.NewServer(NewServer(logger, st, keys, v, chk, dyn, o.Options))
 	t.Cleanup(srv.Close)
 	return &testEnv{t: t, srv: srv, st: st, pool: pool, keys: keys, logs: logs, sim: sim, responses: &logtest.Buffer{}}
 }

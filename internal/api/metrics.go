@@ -6,16 +6,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the API's Prometheus instruments. Labels are bounded sets
+// Metrics are the API's Prometheus instruments (package checker has those of
+// connection tests). Labels are bounded sets
 // (known methods, route patterns, status codes, diagnosis codes), never ids
 // or values that come from a request as sent, so nothing secret or
 // unbounded can reach them.
 type Metrics struct {
-	requests     *prometheus.CounterVec
-	duration     *prometheus.HistogramVec
-	tests        *prometheus.CounterVec
-	testDuration prometheus.Histogram
-	tokens       *prometheus.CounterVec
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	tokens   *prometheus.CounterVec
 }
 
 // NewMetrics registers the API's instruments with reg.
@@ -28,19 +27,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dynconn_http_request_duration_seconds", Help: "HTTP request latency by route pattern.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}, []string{"route"}),
-		tests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dynconn_connection_tests_total", Help: "Connection tests by outcome: ok or the diagnosis code.",
-		}, []string{"outcome"}),
-		testDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "dynconn_connection_test_duration_seconds", Help: "How long connection tests took, Microsoft's part included.",
-			Buckets: prometheus.ExponentialBuckets(0.05, 2, 10),
-		}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dynconn_connection_tokens_total",
 			Help: "Access tokens asked for by workers, by source (cache or microsoft) and outcome (issued, or the diagnosis code).",
 		}, []string{"source", "outcome"}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.tests, m.testDuration, m.tokens)
+	reg.MustRegister(m.requests, m.duration, m.tokens)
 	return m
 }
 
@@ -51,15 +43,6 @@ func (m *Metrics) observeToken(source, outcome string) {
 		return
 	}
 	m.tokens.WithLabelValues(source, outcome).Inc()
-}
-
-// observeTest counts one connection test. A nil *Metrics records nothing.
-func (m *Metrics) observeTest(outcome string, seconds float64) {
-	if m == nil {
-		return
-	}
-	m.tests.WithLabelValues(outcome).Inc()
-	m.testDuration.Observe(seconds)
 }
 
 // methods are the request methods counted under their own name; any other

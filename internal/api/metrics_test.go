@@ -19,7 +19,7 @@ import (
 func TestMetricsLabelsStayBounded(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	e := newEnv(t, func(o *Options) { o.Metrics = NewMetrics(reg) })
+	e := newEnv(t, func(o *envConfig) { o.Metrics = NewMetrics(reg) })
 	metrics := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	defer metrics.Close()
 	send := func(method, path string) {

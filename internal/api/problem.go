@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -99,6 +101,7 @@ func problemFor(ctx context.Context, err error) problem {
 	var ve *validationError
 	var conflict *store.ConflictError
 	var tooBig *http.MaxBytesError
+	var limited *store.RateLimitedError
 	switch {
 	case errors.As(err, &pe):
 		return pe.p
@@ -126,6 +129,10 @@ func problemFor(ctx context.Context, err error) problem {
 	case store.Unavailable(ctx, err):
 		return problem{Type: typeUnavailable, Title: "The service is unavailable for a moment.", Status: http.StatusServiceUnavailable,
 			Detail: "Its database cannot be reached right now. Try again in a few seconds.", retryAfter: unavailableRetryAfter}
+	case errors.As(err, &limited):
+		secs := int(math.Ceil(limited.RetryAfter.Seconds()))
+		return problem{Type: typeRateLimited, Title: "Too many connection tests.", Status: http.StatusTooManyRequests,
+			Detail: fmt.Sprintf("This account may run a few tests a minute. Try again in %d seconds.", secs), retryAfter: max(secs, 1)}
 	case errors.Is(err, context.DeadlineExceeded):
 		return problem{Type: typeTimeout, Title: "The request took too long.", Status: http.StatusServiceUnavailable, Detail: "Try again in a moment.", retryAfter: 1}
 	default:

@@ -13,6 +13,7 @@ import (
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/auth"
 	"github.com/dynconn/dynconn/internal/credential"
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store"
@@ -27,11 +28,7 @@ type Options struct {
 	Now func() time.Time
 	// RequestTimeout bounds each request. Default 30s (a test may take 25s).
 	RequestTimeout time.Duration
-	// TestEvery and TestBurst set each account's rate of connection tests:
-	// a burst of TestBurst, then one every TestEvery. Default 10, then one per 6s.
-	TestEvery time.Duration
-	TestBurst int
-	// Metrics records requests and tests; nil records nothing.
+	// Metrics records requests; nil records nothing.
 	Metrics *Metrics
 	// CORSAllowedOrigins are the exact origins whose pages may call the API
 	// from a browser (CORS_ALLOWED_ORIGINS, see ParseOrigins); none by default.
@@ -51,26 +48,14 @@ func (o *Options) defaults() {
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 30 * time.Second
 	}
-	if o.TestEvery == 0 {
-		o.TestEvery = 6 * time.Second
-	}
-	if o.TestBurst == 0 {
-		o.TestBurst = 10
-	}
 	if o.CertificateValidity == 0 {
 		o.CertificateValidity = credential.DefaultValidity
 	}
 }
 
-// microsoft is what the API asks of Microsoft: tests and tokens.
-// *dynamics.Client is the one implementation.
-type microsoft interface {
-	tester
-	tokener
-}
-
-// NewServer returns the HTTP handler of the whole API.
-func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, dyn microsoft, opts Options) http.Handler {
+// NewServer returns the HTTP handler of the whole API. Connection tests run
+// through chk; workers' tokens come from tok (*dynamics.Client).
+func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, chk *checker.Checker, tok tokener, opts Options) http.Handler {
 	opts.defaults()
 	if len(opts.RequestHashKey) != requestHashKeySize {
 		panic("api: Options.RequestHashKey must be the key LoadRequestHashKey returns")
@@ -83,13 +68,12 @@ func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verif
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, logger, newProblem(http.StatusMethodNotAllowed, typeMethod, "Method not allowed.", "See /openapi.yaml for the methods of this endpoint."))
 	})
-	tr := &testRunner{dyn: dyn, metrics: opts.Metrics, limits: newAccountLimiter(opts.TestEvery, opts.TestBurst, opts.Now)}
-	addRoutes(r, logger, st, keys, verifier, tr, newTokenCache(dyn, opts.Now), opts)
+	addRoutes(r, logger, st, keys, verifier, chk, newTokenCache(tok, opts.Now), opts)
 	return r
 }
 
 // addRoutes lists the whole API surface in one place.
-func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, tr *testRunner,
+func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, chk *checker.Checker,
 	tc *tokenCache, opts Options) {
 	r.Method(http.MethodGet, "/healthz", handleHealthz())
 	r.Method(http.MethodGet, "/readyz", handleReadyz(logger, st, keys))
@@ -103,15 +87,16 @@ func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.
 		r.Method(http.MethodGet, "/connections/{id}", handleConnectionGet(logger, st, opts))
 		r.Method(http.MethodPatch, "/connections/{id}", handleConnectionUpdate(logger, st, keys, opts))
 		r.Method(http.MethodDelete, "/connections/{id}", handleConnectionDelete(logger, st))
-		r.Method(http.MethodPost, "/connections/{id}/test", handleConnectionTest(logger, st, keys, tr))
+		r.Method(http.MethodPost, "/connections/{id}/test", handleConnectionTest(logger, chk))
 		r.Method(http.MethodGet, "/connections/{id}/tests", handleConnectionTestList(logger, st))
 		r.Method(http.MethodGet, "/connections/{id}/events", handleConnectionEvents(logger, st))
-		r.Method(http.MethodPost, "/connection-tests", handleCredentialsTest(logger, st, keys, tr, opts))
+		r.Method(http.MethodPost, "/connection-tests", handleCredentialsTest(logger, st, chk, keys, opts))
 		r.Method(http.MethodGet, "/connections/{id}/certificate", handleCertificateGet(logger, st, model.SlotCurrent))
 		r.Method(http.MethodPost, "/connections/{id}/certificate/next", handleNextCertificateCreate(logger, st, keys, opts))
 		r.Method(http.MethodGet, "/connections/{id}/certificate/next", handleCertificateGet(logger, st, model.SlotNext))
 		r.Method(http.MethodPost, "/connections/{id}/certificate/next/activate", handleNextCertificateActivate(logger, st, keys, opts))
 		r.Method(http.MethodPost, "/connections/{id}/token", handleConnectionToken(logger, st, keys, tc, opts.Metrics))
+		r.Method(http.MethodGet, "/events", handleEventList(logger, st))
 	})
 }
 

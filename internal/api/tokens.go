@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/model"
@@ -171,7 +172,7 @@ func handleConnectionToken(logger *slog.Logger, st *store.Store, keys *crypto.Ke
 			return err
 		}
 		tok, source, err := tc.token(r.Context(), c, fresh, func(ctx context.Context) (dynamics.Credentials, error) {
-			return credentialsOf(ctx, keys, c, model.SlotCurrent)
+			return checker.Credentials(ctx, keys, c, model.SlotCurrent)
 		})
 		attrs := []slog.Attr{slog.String("request_id", requestIDFrom(r.Context())), slog.String("account", p.Account),
 			slog.String("actor", p.Subject), slog.String("connection_id", c.ID), slog.String("source", source)}

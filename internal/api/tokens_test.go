@@ -47,7 +47,7 @@ func (e *testEnv) whoAmI(instance, accessToken string) int {
 func TestConnectionToken(t *testing.T) {
 	t.Parallel()
 	metrics := NewMetrics(prometheus.NewRegistry())
-	e := newEnv(t, func(o *Options) { o.Metrics = metrics })
+	e := newEnv(t, func(o *envConfig) { o.Metrics = metrics })
 	const acct = "acct-worker"
 	instance := e.sim.InstanceURL("ok")
 	id := e.do("POST", "/connections", acct, e.simCreate("ok")).json(t)["id"].(string)
@@ -175,7 +175,7 @@ func TestConnectionTokenRefused(t *testing.T) {
 
 	// An expired certificate: refused before Microsoft is asked.
 	clk := &clock{}
-	ex := newEnv(t, func(o *Options) { o.Now = clk.Now })
+	ex := newEnv(t, func(o *envConfig) { o.Now = clk.Now })
 	clk.advance(-400 * 24 * time.Hour)
 	id := ex.do("POST", "/connections", "acct-x", ex.certCreate("ok")).json(t)["id"].(string)
 	clk.advance(400 * 24 * time.Hour)

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -90,6 +91,28 @@ func BenchmarkReadiness(b *testing.B) {
 		}
 		if ids, err := s.KEKIDsInUse(ctx); err != nil || len(ids) != 3 {
 			b.Fatal(ids, err)
+		}
+	}
+}
+
+// BenchmarkTestRoundTrips is a manual test's two statements: the claim
+// (reading the connection and taking a rate token) and the record.
+func BenchmarkTestRoundTrips(b *testing.B) {
+	s := storetest.New(b)
+	ctx := context.Background()
+	c := create(b, s, newConnection(account))
+	id := uuid.MustParse(c.ID)
+	limit := &store.RateLimit{Every: time.Millisecond, Burst: 1 << 20}
+	result := []byte(`{"ok":true,"checks":[]}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		claim, err := s.ClaimTest(ctx, account, id, limit, time.Minute)
+		if err != nil || !claim.Claimed {
+			b.Fatal(claim, err)
+		}
+		if _, err := s.RecordTestResult(ctx, account, id, testAudit, store.TestRecord{Status: model.StatusConnected,
+			Result: result, Trigger: model.TriggerManual, TestedVersion: claim.Connection.Version, RecheckInterval: time.Hour}); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

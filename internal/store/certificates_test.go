@@ -48,11 +48,11 @@ func update(t *testing.T, s *store.Store, c model.Connection, f func(*model.Conn
 	return got
 }
 
-func lastEvent(t *testing.T, s *store.Store, c model.Connection) store.Event {
+func lastEvent(t *testing.T, s *store.Store, c model.Connection) store.AuditEvent {
 	t.Helper()
-	events, _, err := s.Events(context.Background(), c.Account, uuid.MustParse(c.ID), store.Page{Limit: 1})
+	events, _, err := s.AuditTrail(context.Background(), c.Account, uuid.MustParse(c.ID), store.Page{Limit: 1})
 	if err != nil || len(events) == 0 {
-		t.Fatalf("Events: %v, %d", err, len(events))
+		t.Fatalf("AuditTrail: %v, %d", err, len(events))
 	}
 	return events[0]
 }

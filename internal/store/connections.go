@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,7 +19,7 @@ import (
 const connectionColumns = `id, account, name, instance_url, cloud, client_id, tenant_id, credential_type,
 	secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
 	secret_expired_at, ` + certColumns + `, ` + nextCertColumns + `, next_cert_passed_at,
-	status, last_test, version, created_at, updated_at`
+	status, status_since, last_test, last_checked_at, next_check_at, version, created_at, updated_at`
 
 // certColumns and nextCertColumns are a certificate's columns in one slot,
 // in the order of certArgs.
@@ -46,7 +47,10 @@ type connectionRow struct {
 	SecretExpiresAt  *time.Time      `db:"secret_expires_at"`
 	SecretExpiredAt  *time.Time      `db:"secret_expired_at"`
 	Status           string          `db:"status"`
+	StatusSince      *time.Time      `db:"status_since"`
 	LastTest         json.RawMessage `db:"last_test"`
+	LastCheckedAt    *time.Time      `db:"last_checked_at"`
+	NextCheckAt      *time.Time      `db:"next_check_at"`
 	Version          int64           `db:"version"`
 	CreatedAt        time.Time       `db:"created_at"`
 	UpdatedAt        time.Time       `db:"updated_at"`
@@ -95,7 +99,10 @@ func (r connectionRow) toModel() model.Connection {
 			r.NextCertNotAfter, r.NextCertKeyCiphertext, r.NextCertKeyWrappedDEK, r.NextCertKeyKEKID),
 		NextCertificatePassedAt: utc(r.NextCertPassedAt),
 		Status:                  model.Status(r.Status),
+		StatusSince:             utc(r.StatusSince),
 		LastTest:                r.LastTest,
+		LastCheckedAt:           utc(r.LastCheckedAt),
+		NextCheckAt:             utc(r.NextCheckAt),
 		Version:                 r.Version,
 		CreatedAt:               r.CreatedAt.UTC(),
 		UpdatedAt:               r.UpdatedAt.UTC(),
@@ -167,46 +174,73 @@ func timeOrNow(t time.Time) *time.Time {
 // it; every change adds one.
 const InitialVersion = 1
 
-// insertConnection stores a new row. A secret's updated_at defaults to
-// now(), and stays NULL without a secret.
+// insertConnection stores a connection, its audit event and its
+// connection.created event in one statement: one round trip, one implicit
+// transaction. A secret's updated_at defaults to now(), and stays NULL
+// without a secret (a certificate connection).
 const insertConnection = `
-INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id, credential_type,
-	secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
-	status, last_test, created_at, updated_at, version,
-	` + certColumns + `, ` + nextCertColumns + `)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-	CASE WHEN $9::bytea IS NOT NULL THEN COALESCE($12, now()) END, $13, $14, $15,
-	COALESCE($16, now()), COALESCE($17, now()), $18,
-	$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)
-RETURNING ` + connectionColumns
+WITH created AS (
+	INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id, credential_type,
+		secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
+		status, last_test, created_at, updated_at, version, status_since,
+		` + certColumns + `, ` + nextCertColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+		CASE WHEN $9::bytea IS NOT NULL THEN COALESCE($12, now()) END, $13, $14, $15,
+		COALESCE($16, now()), COALESCE($17, now()), $18, COALESCE($16, now()),
+		$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)
+	RETURNING ` + connectionColumns + `
+), audit AS (
+	INSERT INTO audit_events (account, connection_id, actor, action, request_id, details)
+	SELECT account, id, $35, '` + ActionCreated + `', $36, $37 FROM created
+), event AS (
+	INSERT INTO events (public_id, account, type, connection_id, data)
+	SELECT event_public_id(), account, '` + EventConnectionCreated + `', id, jsonb_build_object('connection_id', id) FROM created
+)
+SELECT ` + connectionColumns + ` FROM created`
 
-// CreateConnection stores c, and the connection.created event by a, in one
-// transaction, and returns c as stored. The caller sets c.ID (a uuid), since
-// the sealed secret is bound to it. Zero CreatedAt, UpdatedAt and
-// SecretUpdatedAt become the database's now() (SecretUpdatedAt only with a
-// secret); an empty Status is untested, an empty CredentialType
-// client_secret; Version is InitialVersion whatever c says.
+// CreateConnection stores c, with its audit event by a and its
+// connection.created event, atomically, and returns c as stored. The caller
+// sets c.ID (a uuid), since the sealed secret is bound to it. Zero CreatedAt,
+// UpdatedAt and SecretUpdatedAt become the database's now() (SecretUpdatedAt
+// only with a secret); an empty Status is untested, an empty CredentialType
+// client_secret; Version is InitialVersion whatever c says. An expiry notice
+// that is due already (a credential that expires within 30 days) is written too.
 //
 // It returns a *ConflictError (errors.Is ErrConflict) naming the existing
 // connection if the account already has one with c's instance URL and client
 // id.
 func (s *Store) CreateConnection(ctx context.Context, c model.Connection, a Audit) (model.Connection, error) {
 	var created model.Connection
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		created, err = createConnection(ctx, tx, c, a)
-		return err
-	})
+	var err error
+	if hasCredentialExpiry(c) {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			created, err = createConnection(ctx, tx, c, a)
+			return err
+		})
+	} else {
+		created, err = createConnection(ctx, s.pool, c, a) // one statement needs no transaction of its own
+	}
 	return created, s.createError(ctx, c, err)
 }
 
-// createConnection inserts c and its audit event on tx.
-func createConnection(ctx context.Context, tx pgx.Tx, c model.Connection, a Audit) (model.Connection, error) {
+// createConnection stores c and its events on q; a connection whose
+// credential has an expiry needs q to be a transaction, so that the expiry
+// notices commit with it.
+func createConnection(ctx context.Context, q querier, c model.Connection, a Audit) (model.Connection, error) {
 	if c.Status == "" {
 		c.Status = model.StatusUntested
 	}
 	if c.CredentialType == "" {
 		c.CredentialType = model.CredentialClientSecret
+	}
+	audit := map[string]any{"name": c.Name, "instance_url": c.InstanceURL, "client_id": c.ClientID, "cloud": c.Cloud,
+		"credential_type": c.CredentialType}
+	if c.Certificate != nil {
+		audit["thumbprint"] = c.Certificate.Thumbprint
+	}
+	details, err := json.Marshal(audit)
+	if err != nil {
+		return model.Connection{}, fmt.Errorf("encode audit details: %w", err)
 	}
 	args := []any{c.ID, c.Account, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID, string(c.CredentialType)}
 	args = append(args, secretArgs(c.Secret)...)
@@ -214,22 +248,19 @@ func createConnection(ctx context.Context, tx pgx.Tx, c model.Connection, a Audi
 		string(c.Status), c.LastTest, timeOrNow(c.CreatedAt), timeOrNow(c.UpdatedAt), InitialVersion)
 	args = append(args, certArgs(c.Certificate)...)
 	args = append(args, certArgs(c.NextCertificate)...)
-	rows, _ := tx.Query(ctx, insertConnection, args...)
+	args = append(args, a.Actor, a.RequestID, details)
+	rows, _ := q.Query(ctx, insertConnection, args...)
 	// A Query error comes back from CollectOneRow, as pgx intends.
 	row, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
 	if err != nil {
 		return model.Connection{}, translate(err)
 	}
-	created := row.toModel()
-	details := map[string]any{
-		"name": created.Name, "instance_url": created.InstanceURL, "client_id": created.ClientID, "cloud": created.Cloud,
-		"credential_type": created.CredentialType,
+	if hasCredentialExpiry(c) {
+		if _, err := sendExpiryNotices(ctx, q, &row.ID); err != nil {
+			return model.Connection{}, err
+		}
 	}
-	if created.Certificate != nil {
-		details["thumbprint"] = created.Certificate.Thumbprint
-	}
-	err = insertEvent(ctx, tx, created.Account, created.ID, a, ActionCreated, details)
-	return created, err
+	return row.toModel(), nil
 }
 
 // createError turns the error of a create transaction into the one to return.
@@ -295,20 +326,29 @@ UPDATE connections SET
 	status = $15, last_test = $16, version = version + 1, updated_at = now(),
 	(` + certColumns + `) = ($17, $18, $19, $20, $21, $22, $23, $24),
 	(` + nextCertColumns + `) = ($25, $26, $27, $28, $29, $30, $31, $32),
-	next_cert_passed_at = $33
+	next_cert_passed_at = $33,
+	status_since = CASE WHEN status <> $15 THEN now() ELSE status_since END,
+	transient_failures = CASE WHEN status <> $15 THEN 0 ELSE transient_failures END,
+	expiry_notice_for = CASE WHEN $34 THEN NULL ELSE expiry_notice_for END,
+	expiry_notice_days = CASE WHEN $34 THEN NULL ELSE expiry_notice_days END
 WHERE account = $1 AND id = $2
 RETURNING ` + connectionColumns
 
 // UpdateConnection changes the account's connection with the given id in one
 // transaction: it locks the row, passes it to update, writes back every
-// mutable field (all but ID, Account, Version and CreatedAt, whose changes are
-// ignored), and records the change by a as one audit event (see
-// auditAction). UpdatedAt becomes now and Version grows by one. If update
-// replaced the sealed secret without changing SecretUpdatedAt,
-// SecretUpdatedAt becomes now too, and a recorded expiry (SecretExpiredAt) is
-// cleared: it belonged to the old secret. A replaced or removed next
-// certificate loses NextCertificatePassedAt: that test was of another one. An update that changes nothing
-// writes nothing: no event, the same Version.
+// mutable field (all but ID, Account, Version, CreatedAt and the scheduling
+// fields, whose changes are ignored), and records the change by a as one
+// audit event: connection.updated with the names of the changed fields, or
+// connection.secret_rotated when the secret was replaced. It writes the
+// connection.updated event (when a field changed), connection.status_changed
+// with trigger "update" (when update changed Status, as a new credential
+// does), and the expiry notices a new secret or expiry makes due. UpdatedAt
+// becomes now and Version grows by one. If update replaced the sealed secret
+// without changing SecretUpdatedAt, SecretUpdatedAt becomes now too, and a
+// recorded expiry (SecretExpiredAt) is cleared: it belonged to the old
+// secret, as did the notices sent about it. A replaced or removed next
+// certificate loses NextCertificatePassedAt: that test was of another one.
+// An update that changes nothing writes nothing: no event, the same Version.
 //
 // If update returns an error, nothing is written and that error is returned
 // unwrapped (so update can refuse a stale If-Match). It returns ErrNotFound as
@@ -344,12 +384,14 @@ func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UU
 		if ch.nextCertificate {
 			c.NextCertificatePassedAt = nil
 		}
+		// A new secret or certificate starts the expiry notices over.
+		newCredential := ch.secret || ch.certificate
 		args := []any{account, id, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID, string(c.CredentialType)}
 		args = append(args, secretArgs(c.Secret)...)
 		args = append(args, secretUpdatedAt, c.SecretExpiresAt, c.SecretExpiredAt, string(c.Status), c.LastTest)
 		args = append(args, certArgs(c.Certificate)...)
 		args = append(args, certArgs(c.NextCertificate)...)
-		args = append(args, c.NextCertificatePassedAt)
+		args = append(args, c.NextCertificatePassedAt, newCredential)
 		rows, _ := tx.Query(ctx, updateConnection, args...)
 		row, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
 		if err != nil {
@@ -357,7 +399,21 @@ func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UU
 		}
 		updated = row.toModel()
 		action, details := ch.audit(before, c)
-		return insertEvent(ctx, tx, account, before.ID, a, action, details)
+		changed := details["changed"].([]string)
+		var events []NewEvent
+		if len(changed) > 0 {
+			events = append(events, NewEvent{Type: EventConnectionUpdated, Data: map[string]any{"connection_id": before.ID, "changed": changed}})
+		}
+		if c.Status != before.Status {
+			events = append(events, statusChanged(before.ID, before.Status, c.Status, nil, model.TriggerUpdate))
+		}
+		if err := recordChange(ctx, tx, account, before.ID, a, action, details, events); err != nil {
+			return err
+		}
+		if newCredential || slices.Contains(changed, "client_secret_expires_at") {
+			_, err = sendExpiryNotices(ctx, tx, &before.ID)
+		}
+		return err
 	})
 	switch {
 	case updateErr != nil:
@@ -471,7 +527,8 @@ const deleteConnection = `DELETE FROM connections WHERE account = $1 AND id = $2
 
 // DeleteConnection deletes the account's connection with the given id, and
 // with it the sealed secret or private keys and the test history, and records the
-// connection.deleted event by a, in one transaction. check sees the locked
+// connection.deleted audit event by a and the connection.deleted event, in
+// one transaction. check sees the locked
 // row first and may refuse (a stale If-Match): its error is returned
 // unwrapped and nothing is deleted. It returns ErrNotFound as Connection does.
 func (s *Store) DeleteConnection(ctx context.Context, account string, id uuid.UUID, a Audit, check func(model.Connection) error) error {
@@ -487,10 +544,10 @@ func (s *Store) DeleteConnection(ctx context.Context, account string, id uuid.UU
 		if _, err := tx.Exec(ctx, deleteConnection, account, id); err != nil {
 			return err
 		}
-		// The event keeps what identifies the connection, for when it is gone.
-		return insertEvent(ctx, tx, account, c.ID, a, ActionDeleted, map[string]any{
+		// The audit event keeps what identifies the connection, for when it is gone.
+		return recordChange(ctx, tx, account, c.ID, a, ActionDeleted, map[string]any{
 			"name": c.Name, "instance_url": c.InstanceURL, "client_id": c.ClientID,
-		})
+		}, []NewEvent{{Type: EventConnectionDeleted, Data: map[string]any{"connection_id": c.ID}}})
 	})
 	switch {
 	case checkErr != nil:

@@ -120,6 +120,10 @@ func New(pool *pgxpool.Pool) *Store {
 	return &Store{pool: pool}
 }
 
+// Pool returns the store's pool, which the job queue (River) shares, so that
+// its jobs and the store's writes can be one transaction.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
 // Close closes the pool, waiting for connections in use to be released.
 func (s *Store) Close() { s.pool.Close() }
 
