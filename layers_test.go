@@ -14,7 +14,7 @@ const module = "github.com/dynconn/dynconn"
 // allowedImports draws the architecture: for every package of the module,
 // the packages of ours it may import directly. Imports point one way, from
 // cmd down to the leaves (design.md, "Layout"):
-//   - the leaves (model, secret, crypto) import nothing of ours above them;
+//   - the leaves (model, secret, crypto, outbound) import nothing of ours above them;
 //   - store knows no HTTP, no Microsoft and no keys (no api, dynamics, crypto);
 //   - dynamics knows no storage and no HTTP API (no store, api);
 //   - nothing but cmd imports api.
@@ -29,8 +29,9 @@ var allowedImports = map[string][]string{
 	"internal/logtest":               nil, // test support: a log buffer safe for concurrent use
 	"internal/crypto":                nil,
 	"internal/credential":            nil,
+	"internal/outbound":              nil,
 	"internal/auth":                  {"internal/secret"},
-	"internal/dynamics":              {"internal/model", "internal/secret"},
+	"internal/dynamics":              {"internal/model", "internal/outbound", "internal/secret"},
 	"internal/dynamics/simulator":    {"internal/model"},
 	"internal/store":                 {"internal/model", "migrations"},
 	"internal/store/storetest":       {"internal/store", "migrations"},

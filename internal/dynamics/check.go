@@ -16,6 +16,7 @@ import (
 	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/dynconn/dynconn/internal/model"
+	"github.com/dynconn/dynconn/internal/outbound"
 )
 
 // Test runs the checks instance_url, tenant_discovery, token, whoami and
@@ -212,7 +213,7 @@ func (r *run) token(ctx context.Context) model.Check {
 	status := r.x.takeStatus()
 	if err != nil {
 		var re *oauth2.RetrieveError
-		var refused *refusedError
+		var refused *outbound.RefusedError
 		switch {
 		case r.x.sawOverflow() || ctx.Err() != nil || errors.As(err, &refused):
 			return r.transportFailure(ctx, err, false)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dynconn/dynconn/internal/outbound"
 	"github.com/dynconn/dynconn/internal/secret"
 )
 
@@ -47,6 +48,11 @@ type Options struct {
 	rootCAs *x509.CertPool
 }
 
+// outbound is the guard's share of opts.
+func (o Options) outbound() outbound.Options {
+	return outbound.Options{AllowLoopback: o.AllowLoopback, Lookup: o.Lookup, Dial: o.dial, RootCAs: o.rootCAs}
+}
+
 // Client tests Dynamics 365 credentials against Microsoft. It is safe for
 // concurrent use; create one per process so connections are reused.
 type Client struct {
@@ -77,7 +83,7 @@ func NewClient(opts Options) *Client {
 	return &Client{
 		opts:      opts,
 		logger:    logger,
-		transport: newTransport(opts),
+		transport: outbound.NewTransport(opts.outbound()),
 		cache:     newDiscoveryCache(opts.DiscoveryTTL, 4096, opts.Now),
 	}
 }
