@@ -33,6 +33,7 @@ var allowedImports = map[string][]string{
 	"internal/auth":                  {"internal/secret"},
 	"internal/dynamics":              {"internal/model", "internal/outbound", "internal/secret"},
 	"internal/dynamics/simulator":    {"internal/model"},
+	"internal/webhook":               {"internal/outbound", "internal/secret"},
 	"internal/store":                 {"internal/model", "migrations"},
 	"internal/store/storetest":       {"internal/store", "migrations"},
 	"internal/rotation":              {"internal/crypto", "internal/model", "internal/store"},
