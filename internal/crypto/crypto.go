@@ -1,4 +1,5 @@
-// Package crypto seals client secrets at rest with envelope encryption.
+// Package crypto seals secrets at rest (connections' client secrets, webhook
+// signing secrets) with envelope encryption.
 //
 // Each secret gets its own fresh random 256-bit data key (DEK). The secret is
 // sealed with the DEK using AES-256-GCM, with associated data that binds it to
@@ -96,6 +97,8 @@ const (
 	gcmOverhead = 12 + 16            // nonce + tag, as NewGCMWithRandomNonce lays them out
 	minSealed   = 1 + gcmOverhead    // version byte + an empty payload
 	adLabel     = "dynconn.secret.1" // domain separation: this AD is for client secrets only
+	// adLabelWebhook separates webhook signing secrets from client secrets.
+	adLabelWebhook = "dynconn.webhook-secret.1"
 )
 
 // AssociatedData returns the associated data that binds a sealed secret to
@@ -104,12 +107,24 @@ const (
 // ("ab","c" and "a","bc" differ). Callers must pass the connection id in one
 // canonical spelling (the lower-case UUID string), or the secret will not open.
 func AssociatedData(account, connectionID string) []byte {
-	b := make([]byte, 0, len(adLabel)+4+len(account)+4+len(connectionID))
-	b = append(b, adLabel...)
+	return associatedData(adLabel, account, connectionID)
+}
+
+// WebhookAssociatedData is AssociatedData for a webhook endpoint's signing
+// secret: bound to the account and the webhook id, under its own label, so a
+// webhook's sealed secret never opens as a connection's, or the other way
+// round, even under one id.
+func WebhookAssociatedData(account, webhookID string) []byte {
+	return associatedData(adLabelWebhook, account, webhookID)
+}
+
+func associatedData(label, account, id string) []byte {
+	b := make([]byte, 0, len(label)+4+len(account)+4+len(id))
+	b = append(b, label...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(account)))
 	b = append(b, account...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(connectionID)))
-	b = append(b, connectionID...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(id)))
+	b = append(b, id...)
 	return b
 }
 

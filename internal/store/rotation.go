@@ -32,6 +32,8 @@ type RewrapFunc func(ctx context.Context, account, id string, sealed model.Seale
 
 // RewrapOptions select the rows of one RewrapBatch call.
 type RewrapOptions struct {
+	// Kind is the kind of secrets to rewrap (required).
+	Kind SecretKind
 	// ActiveKEKID is the KEK that new wrapped DEKs are under: rows under any
 	// other KEK id are selected.
 	ActiveKEKID string
@@ -77,7 +79,7 @@ const rewrapLockTimeout = "5s"
 const (
 	rewrapSelect = `
 SELECT id, account, secret_ciphertext, secret_wrapped_dek, secret_kek_id
-FROM connections
+FROM %s
 WHERE secret_kek_id <> $1`
 	rewrapAfter = ` AND id > $3`
 	rewrapOrder = `
@@ -90,11 +92,11 @@ FOR NO KEY UPDATE`
 // rewrapUpdate writes a whole batch in one statement: a round trip and a
 // plan per batch rather than per row. It touches the wrapped DEK and the KEK
 // id only. The ciphertext is unchanged, and so are updated_at, version and
-// secret_updated_at: the connection and its secret are the same as before (an
-// If-Match ETag stays valid, and a test result recorded for the secret still
-// matches it).
+// secret_updated_at: the connection (or webhook) and its secret are the same
+// as before (an If-Match ETag stays valid, and a test result recorded for the
+// secret still matches it).
 const rewrapUpdate = `
-UPDATE connections AS c
+UPDATE %s AS c
 SET secret_wrapped_dek = u.wrapped_dek, secret_kek_id = $3
 FROM unnest($1::uuid[], $2::bytea[]) AS u(id, wrapped_dek)
 WHERE c.id = u.id`
@@ -123,10 +125,10 @@ type rewrapRow struct {
 // It returns rewrap's first error other than ErrSkipRow, naming the row, and
 // then nothing is written.
 func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapFunc) (RewrapResult, error) {
-	if o.ActiveKEKID == "" || o.Limit < 1 {
-		return RewrapResult{}, errors.New("rewrap batch: need an active kek id and a limit of at least 1")
+	if o.Kind.table == "" || o.ActiveKEKID == "" || o.Limit < 1 {
+		return RewrapResult{}, errors.New("rewrap batch: need a kind, an active kek id and a limit of at least 1")
 	}
-	query := rewrapSelect
+	query := fmt.Sprintf(rewrapSelect, o.Kind.table)
 	args := []any{o.ActiveKEKID, o.Limit}
 	if o.After != "" {
 		query += rewrapAfter
@@ -164,13 +166,13 @@ func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapF
 				continue
 			}
 			if err != nil {
-				return fmt.Errorf("rewrap connection %s: %w", r.ID, err)
+				return fmt.Errorf("rewrap %s %s: %w", o.Kind.Name, r.ID, err)
 			}
 			if !bytes.Equal(sealed.Ciphertext, r.Ciphertext) {
-				return fmt.Errorf("rewrap connection %s: the ciphertext changed; only the data key may be rewrapped", r.ID)
+				return fmt.Errorf("rewrap %s %s: the ciphertext changed; only the data key may be rewrapped", o.Kind.Name, r.ID)
 			}
 			if sealed.KEKID != o.ActiveKEKID || len(sealed.WrappedDEK) == 0 {
-				return fmt.Errorf("rewrap connection %s: got kek id %q, want the active %q", r.ID, sealed.KEKID, o.ActiveKEKID)
+				return fmt.Errorf("rewrap %s %s: got kek id %q, want the active %q", o.Kind.Name, r.ID, sealed.KEKID, o.ActiveKEKID)
 			}
 			ids = append(ids, r.ID)
 			deks = append(deks, sealed.WrappedDEK)
@@ -178,7 +180,7 @@ func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapF
 		if len(ids) == 0 {
 			return nil
 		}
-		tag, err := tx.Exec(ctx, rewrapUpdate, ids, deks, o.ActiveKEKID)
+		tag, err := tx.Exec(ctx, fmt.Sprintf(rewrapUpdate, o.Kind.table), ids, deks, o.ActiveKEKID)
 		if err != nil {
 			return fmt.Errorf("update rewrapped rows: %w", err)
 		}

@@ -69,7 +69,7 @@ func TestRewrapBatchRewrapsOnlyOtherKEKsInIDOrder(t *testing.T) {
 		}
 		return fakeRewrap("k2")(ctx, acct, id, sealed)
 	}
-	o := store.RewrapOptions{ActiveKEKID: "k2", Limit: 3}
+	o := store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 3}
 	var batches []store.RewrapResult
 	for {
 		res, err := s.RewrapBatch(ctx, o, rewrap)
@@ -136,7 +136,7 @@ func TestRewrapBatchSkipRowLeavesItAndGoesOn(t *testing.T) {
 		}
 		return fakeRewrap("k2")(ctx, acct, id, sealed)
 	}
-	res, err := s.RewrapBatch(ctx, store.RewrapOptions{ActiveKEKID: "k2", Limit: 10}, rewrap)
+	res, err := s.RewrapBatch(ctx, store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 10}, rewrap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestRewrapBatchErrorWritesNothing(t *testing.T) {
 		},
 	} {
 		t.Run(name+" rolls the batch back", func(t *testing.T) {
-			_, err := s.RewrapBatch(ctx, store.RewrapOptions{ActiveKEKID: "k2", Limit: 10}, rewrap)
+			_, err := s.RewrapBatch(ctx, store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 10}, rewrap)
 			if err == nil {
 				t.Fatal("RewrapBatch succeeded")
 			}
@@ -221,7 +221,7 @@ func TestRewrapBatchSkipsLockedRows(t *testing.T) {
 	cs := createUnder(t, s, "k1", 3)
 	tx := lockRow(t, s, cs[1].ID)
 
-	res, err := s.RewrapBatch(ctx, store.RewrapOptions{ActiveKEKID: "k2", Limit: 10}, fakeRewrap("k2"))
+	res, err := s.RewrapBatch(ctx, store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 10}, fakeRewrap("k2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestRewrapBatchWaitSeesTheLockHoldersChange(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := s.RewrapBatch(ctx, store.RewrapOptions{ActiveKEKID: "k2", Limit: 10, Wait: true}, fakeRewrap("k2"))
+		res, err := s.RewrapBatch(ctx, store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 10, Wait: true}, fakeRewrap("k2"))
 		done <- result{res, err}
 	}()
 	waitForLockWait(t, s)
