@@ -29,7 +29,7 @@ type eventResponse struct {
 // handleConnectionEvents answers a page of a connection's audit trail,
 // newest first.
 func handleConnectionEvents(logger *slog.Logger, st *store.Store) http.Handler {
-	return handleConnectionHistory(logger, st.Events, func(e store.Event) eventResponse {
+	return handleConnectionHistory(logger, st.AuditTrail, func(e store.AuditEvent) eventResponse {
 		return eventResponse{ID: strconv.FormatInt(e.ID, 10), ConnectionID: e.ConnectionID, Actor: e.Actor,
 			Action: e.Action, RequestID: e.RequestID, CreatedAt: e.CreatedAt, Details: e.Details}
 	})

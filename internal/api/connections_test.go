@@ -357,6 +357,20 @@ func TestReadiness(t *testing.T) {
 	}
 }
 
+// TestReadinessNeedsRiversSchema: a database whose job queue schema is
+// behind this binary's is not ready.
+func TestReadinessNeedsRiversSchema(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if _, err := e.pool.Exec(context.Background(), `DELETE FROM river_migration WHERE version = (SELECT max(version) FROM river_migration)`); err != nil {
+		t.Fatal(err)
+	}
+	res := e.do("GET", "/readyz", "", nil)
+	if res.status != http.StatusServiceUnavailable || !strings.Contains(string(res.body), "River") {
+		t.Errorf("readyz with River's schema behind = %d %s", res.status, res.body)
+	}
+}
+
 // TestEveryRouteIsInTheSpec keeps openapi.yaml and the router in step.
 func TestEveryRouteIsInTheSpec(t *testing.T) {
 	var spec struct {

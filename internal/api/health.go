@@ -33,8 +33,8 @@ func handleHealthz() http.Handler {
 	})
 }
 
-// handleReadyz answers 200 only when Postgres answers, the schema is at the
-// version this binary was built with, and every KEK that stored rows name is
+// handleReadyz answers 200 only when Postgres answers, the schema (ours and
+// River's) is at the version this binary was built with, and every KEK that stored rows name is
 // loaded; otherwise 503 naming each failing check.
 func handleReadyz(logger *slog.Logger, st *store.Store, keys *crypto.Keyring) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -71,6 +71,14 @@ func readinessChecks(ctx context.Context, st *store.Store, keys *crypto.Keyring)
 		schema.Status, schema.Detail = "failing", fmt.Sprintf("Migration %d failed half-way (dirty): fix it by hand, then run `server migrate force`.", v)
 	case v != store.SchemaVersion:
 		schema.Status, schema.Detail = "failing", fmt.Sprintf("The database is at schema version %d; this binary needs %d.", v, store.SchemaVersion)
+	}
+	if schema.Status == "ok" {
+		switch v, err := st.DatabaseRiverVersion(ctx); {
+		case err != nil:
+			schema.Status, schema.Detail = "failing", "Could not read the job queue's schema version."
+		case v < store.RiverSchemaVersion:
+			schema.Status, schema.Detail = "failing", fmt.Sprintf("The job queue (River) schema is at version %d; this binary needs %d: run `server migrate up`.", v, store.RiverSchemaVersion)
+		}
 	}
 	missing, err := st.MissingKEKs(ctx, keys.Has)
 	switch {

@@ -73,7 +73,7 @@ func newListResponse[T any](items []T, next string) listResponse[T] {
 }
 
 // historyFunc reads a page of one of a connection's histories, as
-// store.Store.Events and TestResults do.
+// store.Store.AuditTrail and TestResults do.
 type historyFunc[T any] func(ctx context.Context, account string, id uuid.UUID, p store.Page) ([]T, string, error)
 
 // handleConnectionHistory answers a page of one of the histories of the

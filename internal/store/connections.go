@@ -132,7 +132,7 @@ func createConnection(ctx context.Context, tx pgx.Tx, c model.Connection, a Audi
 		return model.Connection{}, translate(err)
 	}
 	created := row.toModel()
-	err = insertEvent(ctx, tx, created.Account, created.ID, a, ActionCreated, map[string]any{
+	err = insertAudit(ctx, tx, created.Account, created.ID, a, ActionCreated, map[string]any{
 		"name": created.Name, "instance_url": created.InstanceURL, "client_id": created.ClientID, "cloud": created.Cloud,
 	})
 	return created, err
@@ -250,7 +250,7 @@ func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UU
 		if rotated {
 			action = ActionSecretRotated
 		}
-		return insertEvent(ctx, tx, account, before.ID, a, action, map[string]any{"changed": changedFields(before, c, rotated)})
+		return insertAudit(ctx, tx, account, before.ID, a, action, map[string]any{"changed": changedFields(before, c, rotated)})
 	})
 	switch {
 	case updateErr != nil:
@@ -323,7 +323,7 @@ func (s *Store) DeleteConnection(ctx context.Context, account string, id uuid.UU
 			return err
 		}
 		// The event keeps what identifies the connection, for when it is gone.
-		return insertEvent(ctx, tx, account, c.ID, a, ActionDeleted, map[string]any{
+		return insertAudit(ctx, tx, account, c.ID, a, ActionDeleted, map[string]any{
 			"name": c.Name, "instance_url": c.InstanceURL, "client_id": c.ClientID,
 		})
 	})

@@ -46,10 +46,11 @@ func latestVersion(fsys fs.FS) uint {
 }
 
 // Migrate applies the embedded migrations to the database at databaseURL:
-// direction "up" applies all pending ones, "down" reverts the latest one (an
-// operator undoing a release undoes one step, never the whole schema).
+// direction "up" applies all pending ones, then River's (see migrateRiver),
+// "down" reverts the latest one of ours (an operator undoing a release undoes
+// one step, never the whole schema) and leaves River's schema alone.
 // Nothing to do is success. golang-migrate holds an advisory lock while it
-// works, so replicas starting together take turns.
+// works, and so does migrateRiver, so replicas starting together take turns.
 func Migrate(databaseURL string, direction string) (err error) {
 	var run func(*migrate.Migrate) error
 	switch direction {
@@ -72,6 +73,9 @@ func Migrate(databaseURL string, direction string) (err error) {
 	defer func() { err = errors.Join(err, closeMigrate(m)) }()
 	if err := run(m); err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		return fmt.Errorf("migrate %s: %w", direction, err)
+	}
+	if direction == "up" {
+		return migrateRiver(context.Background(), databaseURL)
 	}
 	return nil
 }

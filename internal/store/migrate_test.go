@@ -81,3 +81,21 @@ func TestDatabaseSchemaVersionOfEmptyDatabase(t *testing.T) {
 		t.Errorf("got %d, %v, %v; want 0, false, nil", v, dirty, err)
 	}
 }
+
+// TestRiverSchema: Migrate applies River's migrations after ours, and
+// DatabaseRiverVersion reads what readiness compares.
+func TestRiverSchema(t *testing.T) {
+	t.Parallel()
+	s := storetest.New(t)
+	ctx := context.Background()
+	v, err := s.DatabaseRiverVersion(ctx)
+	if err != nil || v != store.RiverSchemaVersion || v < 1 {
+		t.Fatalf("DatabaseRiverVersion = %d, %v; want %d", v, err, store.RiverSchemaVersion)
+	}
+	if _, err := s.Pool().Exec(ctx, `DROP TABLE river_migration`); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.DatabaseRiverVersion(ctx); err != nil || v != 0 {
+		t.Errorf("without river_migration: %d, %v; want 0, nil", v, err)
+	}
+}

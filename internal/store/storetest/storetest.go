@@ -13,6 +13,7 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -55,13 +56,20 @@ func NewPool(t testing.TB) *pgxpool.Pool {
 	return pool
 }
 
-// migrator migrates the template with store.Migrate, the code `serve` runs,
-// instead of golangmigrator's own Migrate: that one uses golang-migrate's
-// lib/pq driver, which defaults to sslmode=require and does not understand
-// every URL that pgx does. The embedded GolangMigrator still supplies Hash, a
-// hash of the migration files that names the template.
+// migrator migrates the template with store.Migrate, the code `serve` runs
+// (ours, then River's), instead of golangmigrator's own Migrate: that one
+// uses golang-migrate's lib/pq driver, which defaults to sslmode=require and
+// does not understand every URL that pgx does. The embedded GolangMigrator
+// supplies the hash of our migration files that, with River's schema
+// version, names the template.
 type migrator struct {
 	*golangmigrator.GolangMigrator
+}
+
+// Hash implements pgtestdb.Migrator.
+func (m migrator) Hash() (string, error) {
+	h, err := m.GolangMigrator.Hash()
+	return h + "-river" + strconv.Itoa(store.RiverSchemaVersion), err
 }
 
 // Migrate implements pgtestdb.Migrator.

@@ -1,0 +1,12 @@
+DROP TABLE test_rate_limits;
+DROP INDEX connections_next_check_at_idx;
+ALTER TABLE connections
+    DROP COLUMN next_check_at,
+    DROP COLUMN last_checked_at,
+    DROP COLUMN transient_failures,
+    DROP COLUMN status_since,
+    DROP COLUMN test_lease_until,
+    DROP COLUMN expiry_notice_for,
+    DROP COLUMN expiry_notice_days;
+DROP FUNCTION event_public_id();
+DROP TABLE events;
