@@ -13,4 +13,5 @@ ALTER TABLE audit_events
     DROP COLUMN webhook_id,
     ALTER COLUMN connection_id SET NOT NULL;
 
+DROP TABLE webhook_deliveries;
 DROP TABLE webhooks;

@@ -36,6 +36,31 @@ CREATE TRIGGER webhooks_register_kek_on_update AFTER UPDATE ON webhooks
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION register_kek_ids();
 
+-- One row per (event, endpoint): the outbox dispatcher creates it with the
+-- River job that delivers it, and every attempt updates it. It goes when its
+-- event is pruned or its endpoint deleted.
+CREATE TABLE webhook_deliveries (
+    id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id        bigint      NOT NULL REFERENCES events (id) ON DELETE CASCADE,
+    webhook_id      uuid        NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    account         text        NOT NULL,
+    attempts        integer     NOT NULL DEFAULT 0,
+    status          text        NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'delivered', 'failed')),
+    -- The latest attempt: the receiver's status (NULL: no answer), why it
+    -- failed, how long it took.
+    http_status     integer,
+    error           text,
+    duration_ms     integer,
+    -- When the next attempt is due; NULL once delivered or failed.
+    next_attempt_at timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT webhook_deliveries_event_id_webhook_id_key UNIQUE (event_id, webhook_id)
+);
+-- GET /webhooks/{id}/deliveries, newest first.
+CREATE INDEX webhook_deliveries_webhook_id_id_idx ON webhook_deliveries (webhook_id, id DESC);
+
 -- Changes to webhooks join the audit trail: an entry is about a connection or
 -- about a webhook, never both.
 ALTER TABLE audit_events
