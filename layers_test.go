@@ -40,7 +40,7 @@ var allowedImports = map[string][]string{
 	"internal/jobs":                  {"internal/crypto", "internal/model", "internal/secret", "internal/store", "internal/webhook"},
 	"internal/rotation/rotationtest": {"internal/crypto", "internal/model", "internal/store"},
 	"internal/api": {"", "internal/auth", "internal/crypto", "internal/dynamics",
-		"internal/model", "internal/secret", "internal/store"},
+		"internal/model", "internal/secret", "internal/store", "internal/webhook"},
 	"cmd/devtoken":           {"internal/auth"},
 	"cmd/dynamics-simulator": {"internal/dynamics/simulator"},
 	"cmd/server": {"internal/api", "internal/auth", "internal/crypto", "internal/dynamics",

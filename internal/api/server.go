@@ -31,6 +31,9 @@ type Options struct {
 	TestBurst int
 	// Metrics records requests and tests; nil records nothing.
 	Metrics *Metrics
+	// WebhookAllowLoopback accepts http(s)://127.0.0.1:PORT webhook URLs, for
+	// a local receiver (WEBHOOK_ALLOW_LOOPBACK). Development and tests only.
+	WebhookAllowLoopback bool
 }
 
 func (o *Options) defaults() {
@@ -80,6 +83,13 @@ func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.
 		r.Method(http.MethodGet, "/connections/{id}/tests", handleConnectionTestList(logger, st))
 		r.Method(http.MethodGet, "/connections/{id}/events", handleConnectionEvents(logger, st))
 		r.Method(http.MethodPost, "/connection-tests", handleCredentialsTest(logger, st, keys, tr, opts))
+		r.Method(http.MethodPost, "/webhooks", handleWebhookCreate(logger, st, keys, opts))
+		r.Method(http.MethodGet, "/webhooks", handleWebhookList(logger, st))
+		r.Method(http.MethodGet, "/webhooks/{id}", handleWebhookGet(logger, st))
+		r.Method(http.MethodPatch, "/webhooks/{id}", handleWebhookUpdate(logger, st, opts))
+		r.Method(http.MethodDelete, "/webhooks/{id}", handleWebhookDelete(logger, st))
+		r.Method(http.MethodPost, "/webhooks/{id}/ping", handleWebhookPing(logger, st))
+		r.Method(http.MethodGet, "/webhooks/{id}/deliveries", handleWebhookDeliveries(logger, st))
 	})
 }
 
