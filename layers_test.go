@@ -43,8 +43,8 @@ var allowedImports = map[string][]string{
 		"internal/model", "internal/secret", "internal/store", "internal/webhook"},
 	"cmd/devtoken":           {"internal/auth"},
 	"cmd/dynamics-simulator": {"internal/dynamics/simulator"},
-	"cmd/server": {"internal/api", "internal/auth", "internal/crypto", "internal/dynamics",
-		"internal/rotation", "internal/secret", "internal/store"},
+	"cmd/server": {"internal/api", "internal/auth", "internal/crypto", "internal/dynamics", "internal/jobs",
+		"internal/outbound", "internal/rotation", "internal/secret", "internal/store", "internal/webhook"},
 }
 
 func TestImportsPointDown(t *testing.T) {

@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/jobs"
 	"github.com/dynconn/dynconn/internal/secret"
 )
 
@@ -22,6 +24,11 @@ type config struct {
 	Auth          auth.Config
 	AllowLoopback bool
 	LogLevel      slog.Level
+	// WebhookAllowLoopback (WEBHOOK_ALLOW_LOOPBACK) admits
+	// http://127.0.0.1:PORT webhook endpoints; WebhookRetryBase
+	// (WEBHOOK_RETRY_BASE) is the first retry's delay.
+	WebhookAllowLoopback bool
+	WebhookRetryBase     time.Duration
 }
 
 // loadConfig reads and checks the environment, reporting every problem at
@@ -58,6 +65,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	var err error
 	if cfg.AllowLoopback, err = parseBool(getenv("DYNAMICS_ALLOW_LOOPBACK")); err != nil {
 		errs = append(errs, fmt.Errorf("DYNAMICS_ALLOW_LOOPBACK: %w", err))
+	}
+	if cfg.WebhookAllowLoopback, err = parseBool(getenv("WEBHOOK_ALLOW_LOOPBACK")); err != nil {
+		errs = append(errs, fmt.Errorf("WEBHOOK_ALLOW_LOOPBACK: %w", err))
+	}
+	cfg.WebhookRetryBase = jobs.DefaultRetryBase
+	if s := getenv("WEBHOOK_RETRY_BASE"); s != "" {
+		if cfg.WebhookRetryBase, err = time.ParseDuration(s); err != nil || cfg.WebhookRetryBase <= 0 {
+			errs = append(errs, fmt.Errorf("WEBHOOK_RETRY_BASE: %q is not a positive duration (for example 30s)", s))
+		}
 	}
 	if s := getenv("LOG_LEVEL"); s != "" {
 		if err := cfg.LogLevel.UnmarshalText([]byte(s)); err != nil {

@@ -19,12 +19,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river"
 
 	"github.com/dynconn/dynconn/internal/api"
 	"github.com/dynconn/dynconn/internal/auth"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics"
+	"github.com/dynconn/dynconn/internal/jobs"
+	"github.com/dynconn/dynconn/internal/outbound"
 	"github.com/dynconn/dynconn/internal/store"
+	"github.com/dynconn/dynconn/internal/webhook"
 )
 
 func main() {
@@ -103,6 +107,12 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	if cfg.AllowLoopback {
 		logger.Warn("DYNAMICS_ALLOW_LOOPBACK is on: connection tests may reach http://127.0.0.1. Use it for development and tests only, never in production.")
 	}
+	if cfg.WebhookAllowLoopback {
+		logger.Warn("WEBHOOK_ALLOW_LOOPBACK is on: webhooks may be sent to http://127.0.0.1. Use it for development and tests only, never in production.")
+	}
+	if cfg.WebhookRetryBase < time.Minute {
+		logger.Warn("WEBHOOK_RETRY_BASE is under a minute: fine for tests and demos, too eager for receivers in production", "retry_base", cfg.WebhookRetryBase.String())
+	}
 
 	// Migrations hold golang-migrate's advisory lock, so replicas can start together.
 	if err := store.Migrate(cfg.DatabaseURL.Reveal(), "up"); err != nil {
@@ -125,9 +135,31 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := api.NewMetrics(reg)
 
+	// Background jobs on River, in every replica: webhook delivery, fed by
+	// the outbox dispatcher.
+	sender := webhook.NewSender(webhook.Options{Outbound: outbound.Options{AllowLoopback: cfg.WebhookAllowLoopback}})
+	defer sender.CloseIdleConnections()
+	hooks := jobs.WebhookConfig{RetryBase: cfg.WebhookRetryBase, Sender: sender, Metrics: jobs.NewDeliveryMetrics(reg)}
+	workers := river.NewWorkers()
+	jobs.AddDeliveryWorker(workers, st, keys, logger, hooks)
+	bg, err := jobs.New(st.Pool(), logger, jobs.Config{Queues: map[string]int{jobs.QueueWebhooks: jobs.DefaultWebhookWorkers}}, workers)
+	if err != nil {
+		return err
+	}
+	if err := bg.Start(ctx); err != nil {
+		return err
+	}
+	defer func() { // on an early return; after the shutdown below it does nothing
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+		defer cancel()
+		_ = bg.Stop(stopCtx)
+	}()
+	go jobs.NewDispatcher(st, bg.Client, logger, hooks, 0).Run(ctx)
+
+	apiOpts := api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics, WebhookAllowLoopback: cfg.WebhookAllowLoopback}
 	srv := &http.Server{
 		Addr:              cfg.ListenAddr,
-		Handler:           api.NewServer(logger, st, keys, verifier, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics}),
+		Handler:           api.NewServer(logger, st, keys, verifier, dyn, apiOpts),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      60 * time.Second, // a connection test may take its full 25 s deadline
@@ -167,6 +199,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		_ = metricsSrv.Shutdown(shutdownCtx)
 	}
 	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := bg.Stop(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("stopped")

@@ -103,6 +103,11 @@ func New(pool *pgxpool.Pool) *Store {
 	return &Store{pool: pool}
 }
 
+// Pool returns the store's pool, for River (package jobs), which keeps its
+// queue in the same database, and for tests that read or break the database
+// with SQL of their own.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
 // Close closes the pool, waiting for connections in use to be released.
 func (s *Store) Close() { s.pool.Close() }
 
