@@ -132,21 +132,21 @@ func TestWebhookEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	mu.Lock()
-	hits, body := hits, body
+	got, gotBody := hits, body
 	mu.Unlock()
-	if len(hits) != 3 {
-		t.Fatalf("the receiver got %d requests, want 3", len(hits))
+	if len(got) != 3 {
+		t.Fatalf("the receiver got %d requests, want 3", len(got))
 	}
-	for i, r := range hits {
-		if got := r.Header.Get("webhook-id"); got != eventID {
-			t.Errorf("attempt %d: webhook-id %q, want %q", i+1, got, eventID)
+	for i, r := range got {
+		if id := r.Header.Get("webhook-id"); id != eventID {
+			t.Errorf("attempt %d: webhook-id %q, want %q", i+1, id, eventID)
 		}
-		if err := verifier.Verify(body[i], r.Header); err != nil {
+		if err := verifier.Verify(gotBody[i], r.Header); err != nil {
 			t.Errorf("attempt %d: the reference verifier refused it: %v", i+1, err)
 		}
 	}
-	if want := fmt.Sprintf(`"id":%q,"type":"webhook.ping"`, eventID); !strings.Contains(string(body[2]), want) {
-		t.Errorf("body %s lacks %s", body[2], want)
+	if want := fmt.Sprintf(`"id":%q,"type":"webhook.ping"`, eventID); !strings.Contains(string(gotBody[2]), want) {
+		t.Errorf("body %s lacks %s", gotBody[2], want)
 	}
 	res, err := http.Get("http://" + env["METRICS_ADDR"] + "/metrics")
 	if err != nil {
