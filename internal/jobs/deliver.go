@@ -65,10 +65,10 @@ func (c WebhookConfig) retryBase() time.Duration {
 	return c.RetryBase
 }
 
-// MaxDeliveryAttempts is the number of attempts a delivery gets with retry
+// maxDeliveryAttempts is the number of attempts a delivery gets with retry
 // base: the fewest whose retries span at least 24 h even when every delay
 // comes out 20 % short (13 with the default 30 s).
-func MaxDeliveryAttempts(base time.Duration) int {
+func maxDeliveryAttempts(base time.Duration) int {
 	var span time.Duration
 	attempts := 1
 	for delay := base; float64(span) < float64(retrySpan)/(1-jitter); delay *= 2 {

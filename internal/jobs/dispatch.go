@@ -39,14 +39,14 @@ type Dispatcher struct {
 }
 
 // NewDispatcher returns a dispatcher that inserts delivery jobs with client,
-// each with the attempts that retry base spans (MaxDeliveryAttempts). An
+// each with the attempts that retry base spans (maxDeliveryAttempts). An
 // interval of 0 is DefaultDispatchInterval.
 func NewDispatcher(st *store.Store, client *river.Client[pgx.Tx], logger *slog.Logger, cfg WebhookConfig, interval time.Duration) *Dispatcher {
 	if interval <= 0 {
 		interval = DefaultDispatchInterval
 	}
 	return &Dispatcher{st: st, client: client, logger: logger, interval: interval,
-		maxAttempts: MaxDeliveryAttempts(cfg.retryBase())}
+		maxAttempts: maxDeliveryAttempts(cfg.retryBase())}
 }
 
 // Run dispatches until ctx ends: a full batch is followed at once by the
@@ -60,7 +60,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n, err := d.DispatchOnce(ctx)
+		n, err := d.dispatchOnce(ctx)
 		if err != nil && ctx.Err() == nil {
 			d.logger.WarnContext(ctx, "dispatch webhook events", "err", err)
 		}
@@ -72,8 +72,8 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
-// DispatchOnce dispatches one batch and returns the number of events taken.
-func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
+// dispatchOnce dispatches one batch and returns the number of events taken.
+func (d *Dispatcher) dispatchOnce(ctx context.Context) (int, error) {
 	return d.st.DispatchEvents(ctx, dispatchBatch, func(ctx context.Context, tx pgx.Tx, ds []store.NewDelivery) error {
 		params := make([]river.InsertManyParams, len(ds))
 		for i, nd := range ds {

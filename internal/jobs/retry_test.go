@@ -10,7 +10,7 @@ import (
 // attempts span at least 24 h even when every delay comes out short.
 func TestRetrySchedule(t *testing.T) {
 	for _, base := range []time.Duration{30 * time.Second, time.Second, 20 * time.Millisecond} {
-		n := MaxDeliveryAttempts(base)
+		n := maxDeliveryAttempts(base)
 		var shortest time.Duration
 		for attempt := 1; attempt < n; attempt++ {
 			nominal := base << (attempt - 1)
@@ -33,7 +33,7 @@ func TestRetrySchedule(t *testing.T) {
 			t.Errorf("base %s: %d attempts are more than needed", base, n)
 		}
 	}
-	if n := MaxDeliveryAttempts(30 * time.Second); n != 13 {
+	if n := maxDeliveryAttempts(30 * time.Second); n != 13 {
 		t.Errorf("attempts with the default base: %d, want 13", n)
 	}
 	// Jitter spreads: fifty jobs do not all retry at one instant.
