@@ -104,7 +104,9 @@ func TestSendFailures(t *testing.T) {
 	}{
 		{"server error", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }, 500, false, "HTTP 500"},
 		{"gone", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(410) }, 410, true, "HTTP 410"},
-		{"redirect", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "https://example.com/", http.StatusMovedPermanently) }, 301, false, "redirects are not followed"},
+		{"redirect", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "https://example.com/", http.StatusMovedPermanently)
+		}, 301, false, "redirects are not followed"},
 		{"hang", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, 0, false, "no answer within 200ms"},
 		{"large error body", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(400); io.WriteString(w, big) }, 400, false, "HTTP 400"},
 	}
