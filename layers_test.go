@@ -22,29 +22,31 @@ const module = "github.com/dynconn/dynconn"
 // A new package must be added here, which makes its place in the house a
 // decision rather than an accident.
 var allowedImports = map[string][]string{
-	"":                               nil, // the root package holds the OpenAPI document
-	"migrations":                     nil,
-	"internal/model":                 nil,
-	"internal/secret":                nil,
-	"internal/logtest":               nil, // test support: a log buffer safe for concurrent use
-	"internal/crypto":                nil,
-	"internal/credential":            nil,
-	"internal/outbound":              nil,
-	"internal/auth":                  {"internal/secret"},
-	"internal/dynamics":              {"internal/model", "internal/outbound", "internal/secret"},
-	"internal/dynamics/simulator":    {"internal/model"},
-	"internal/webhook":               {"internal/outbound", "internal/secret"},
-	"internal/store":                 {"internal/model", "migrations"},
-	"internal/store/storetest":       {"internal/store", "migrations"},
-	"internal/rotation":              {"internal/crypto", "internal/model", "internal/store"},
-	"internal/jobs":                  {"internal/crypto", "internal/model", "internal/secret", "internal/store", "internal/webhook"},
+	"":                            nil, // the root package holds the OpenAPI document
+	"migrations":                  nil,
+	"internal/model":              nil,
+	"internal/secret":             nil,
+	"internal/logtest":            nil, // test support: a log buffer safe for concurrent use
+	"internal/crypto":             nil,
+	"internal/credential":         nil,
+	"internal/outbound":           nil,
+	"internal/auth":               {"internal/secret"},
+	"internal/dynamics":           {"internal/model", "internal/outbound", "internal/secret"},
+	"internal/dynamics/simulator": {"internal/model"},
+	"internal/webhook":            {"internal/outbound", "internal/secret"},
+	"internal/store":              {"internal/model", "migrations"},
+	"internal/store/storetest":    {"internal/store", "migrations"},
+	"internal/rotation":           {"internal/crypto", "internal/model", "internal/store"},
+	"internal/jobs": {"internal/checker", "internal/crypto", "internal/model", "internal/secret", "internal/store",
+		"internal/webhook"},
 	"internal/rotation/rotationtest": {"internal/crypto", "internal/model", "internal/store"},
-	"internal/api": {"", "internal/auth", "internal/crypto", "internal/dynamics",
+	"internal/checker":               {"internal/crypto", "internal/dynamics", "internal/model", "internal/secret", "internal/store"},
+	"internal/api": {"", "internal/auth", "internal/checker", "internal/crypto", "internal/dynamics",
 		"internal/model", "internal/secret", "internal/store", "internal/webhook"},
 	"cmd/devtoken":           {"internal/auth"},
 	"cmd/dynamics-simulator": {"internal/dynamics/simulator"},
 	"cmd/webhook-receiver":   nil, // verifies with the Standard Webhooks library, as a customer's receiver would
-	"cmd/server": {"internal/api", "internal/auth", "internal/crypto", "internal/dynamics", "internal/jobs",
+	"cmd/server": {"internal/api", "internal/auth", "internal/checker", "internal/crypto", "internal/dynamics", "internal/jobs",
 		"internal/outbound", "internal/rotation", "internal/secret", "internal/store", "internal/webhook"},
 }
 

@@ -1,3 +1,5 @@
+DROP FUNCTION rfc3339(timestamptz);
+DROP FUNCTION expiry_notice_due(timestamptz);
 DROP TABLE test_rate_limits;
 DROP INDEX connections_next_check_at_idx;
 ALTER TABLE connections

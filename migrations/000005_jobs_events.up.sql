@@ -61,3 +61,25 @@ CREATE TABLE test_rate_limits (
     account text        PRIMARY KEY,
     tat     timestamptz NOT NULL
 );
+
+-- Which expiry notice is due for a credential that expires at expires_at:
+-- 30, 7 or 1 (days before, the smallest threshold reached), 0 once it has
+-- expired, NULL while it is more than 30 days away. The store compares it
+-- with expiry_notice_days, so each notice goes out once per credential.
+CREATE FUNCTION expiry_notice_due(expires_at timestamptz) RETURNS smallint
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN expires_at IS NULL THEN NULL
+        WHEN expires_at <= now() THEN 0
+        WHEN expires_at <= now() + interval '1 day' THEN 1
+        WHEN expires_at <= now() + interval '7 days' THEN 7
+        WHEN expires_at <= now() + interval '30 days' THEN 30
+    END
+$$;
+
+-- t as RFC 3339 in UTC, like the API's JSON times (Go's time.Time): event
+-- data built in SQL must not depend on the session's TimeZone.
+CREATE FUNCTION rfc3339(t timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT rtrim(rtrim(to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '0'), '.') || 'Z'
+$$;

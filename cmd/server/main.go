@@ -23,6 +23,7 @@ import (
 
 	"github.com/dynconn/dynconn/internal/api"
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/jobs"
@@ -134,6 +135,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := api.NewMetrics(reg)
+	chk := checker.New(st, keys, dyn, checker.Options{Metrics: checker.NewMetrics(reg)})
 
 	// Background jobs on River, in every replica: webhook delivery, fed by
 	// the outbox dispatcher.
@@ -159,7 +161,7 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	apiOpts := api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics, WebhookAllowLoopback: cfg.WebhookAllowLoopback}
 	srv := &http.Server{
 		Addr:              cfg.ListenAddr,
-		Handler:           api.NewServer(logger, st, keys, verifier, dyn, apiOpts),
+		Handler:           api.NewServer(logger, st, keys, verifier, chk, apiOpts),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      60 * time.Second, // a connection test may take its full 25 s deadline

@@ -15,8 +15,8 @@ func auditOf(r *http.Request) store.Audit {
 	return store.Audit{Actor: principalFrom(r.Context()).Subject, RequestID: requestIDFrom(r.Context())}
 }
 
-// eventResponse is one audit event (contract).
-type eventResponse struct {
+// auditEventResponse is one audit event (contract).
+type auditEventResponse struct {
 	ID           string          `json:"id"`
 	ConnectionID string          `json:"connection_id"`
 	Actor        string          `json:"actor"`
@@ -29,8 +29,8 @@ type eventResponse struct {
 // handleConnectionEvents answers a page of a connection's audit trail,
 // newest first.
 func handleConnectionEvents(logger *slog.Logger, st *store.Store) http.Handler {
-	return handleConnectionHistory(logger, st.AuditTrail, func(e store.AuditEvent) eventResponse {
-		return eventResponse{ID: strconv.FormatInt(e.ID, 10), ConnectionID: e.ConnectionID, Actor: e.Actor,
+	return handleConnectionHistory(logger, st.AuditTrail, func(e store.AuditEvent) auditEventResponse {
+		return auditEventResponse{ID: strconv.FormatInt(e.ID, 10), ConnectionID: e.ConnectionID, Actor: e.Actor,
 			Action: e.Action, RequestID: e.RequestID, CreatedAt: e.CreatedAt, Details: e.Details}
 	})
 }

@@ -274,7 +274,7 @@ func TestSecretStatesFollowTheClock(t *testing.T) {
 	var now atomic.Pointer[time.Time]
 	start := time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)
 	now.Store(&start)
-	e := newEnv(t, func(o *Options) { o.Now = func() time.Time { return *now.Load() } })
+	e := newEnv(t, func(o *envConfig) { o.Now = func() time.Time { return *now.Load() } })
 
 	expires := start.Add(60 * 24 * time.Hour)
 	id := e.do("POST", "/connections", "acct-a", with(validCreate(), "client_secret_expires_at", expires.Format(time.RFC3339))).json(t)["id"].(string)

@@ -24,7 +24,7 @@ func reportLatencies(b *testing.B, d []time.Duration) {
 // with BenchmarkBareClient: the difference is dynconn's overhead (auth,
 // opening the secret, the safe transport, diagnosis, storing the result).
 func BenchmarkConnectionTestEndpoint(b *testing.B) {
-	e := newEnv(b, func(o *Options) { o.TestBurst = 1 << 30 })
+	e := newEnv(b, func(o *envConfig) { o.checker.RateLimit.Burst = 1 << 30 })
 	id := e.do("POST", "/connections", "acct-a", e.simCreate("ok")).json(b)["id"].(string)
 	tok := token(b, "acct-a")
 	lat := make([]time.Duration, 0, b.N)

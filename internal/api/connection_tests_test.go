@@ -12,9 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
 	"github.com/dynconn/dynconn/internal/model"
+	"github.com/dynconn/dynconn/internal/store"
 )
 
 // simCreate is a create body for a connection that meets scenario on the simulator.
@@ -168,8 +170,9 @@ func TestTestHistoryNewestFirst(t *testing.T) {
 
 func TestCredentialsTestStoresNothing(t *testing.T) {
 	t.Parallel()
-	metrics := NewMetrics(prometheus.NewRegistry())
-	e := newEnv(t, func(o *Options) { o.Metrics = metrics })
+	reg := prometheus.NewRegistry()
+	metrics := checker.NewMetrics(reg)
+	e := newEnv(t, func(o *envConfig) { o.checker.Metrics = metrics })
 	res := decodeResult(t, e.do("POST", "/connection-tests", "acct-a", e.simCreate("ok")))
 	if !res.OK {
 		t.Fatalf("test of good credentials failed: %+v", res.Error)
@@ -181,8 +184,14 @@ func TestCredentialsTestStoresNothing(t *testing.T) {
 	if bad.OK || bad.Error.Code != dynamics.CodeClientSecretInvalid {
 		t.Errorf("bad secret: %+v", bad.Error)
 	}
-	if ok, bad := testutil.ToFloat64(metrics.tests.WithLabelValues("ok")), testutil.ToFloat64(metrics.tests.WithLabelValues(dynamics.CodeClientSecretInvalid)); ok != 1 || bad != 1 {
-		t.Errorf("metrics counted %v ok and %v client_secret_invalid tests, want 1 and 1", ok, bad)
+	want := `
+# HELP dynconn_connection_tests_total Connection tests by outcome (ok or the diagnosis code) and trigger (manual or scheduled).
+# TYPE dynconn_connection_tests_total counter
+dynconn_connection_tests_total{outcome="client_secret_invalid",trigger="manual"} 1
+dynconn_connection_tests_total{outcome="ok",trigger="manual"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "dynconn_connection_tests_total"); err != nil {
+		t.Errorf("metrics: %v", err)
 	}
 	if r := e.do("POST", "/connection-tests", "acct-a", map[string]any{"client_id": simulator.ClientID}); r.status != http.StatusUnprocessableEntity {
 		t.Errorf("missing fields: %d", r.status)
@@ -213,7 +222,7 @@ func TestCredentialsTestOfAnEdit(t *testing.T) {
 
 func TestConnectionTestRateLimit(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(o *Options) { o.TestBurst, o.TestEvery = 2, time.Hour })
+	e := newEnv(t, func(o *envConfig) { o.checker.RateLimit = store.RateLimit{Every: time.Hour, Burst: 2} })
 	id := e.do("POST", "/connections", "acct-a", e.simCreate("ok")).json(t)["id"].(string)
 	for range 2 {
 		decodeResult(t, e.do("POST", "/connections/"+id+"/test", "acct-a", nil))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store"
@@ -19,17 +20,20 @@ import (
 // from model.Connection so the sealed secret can never be marshalled. Its
 // times are the store's, which are in UTC.
 type connectionResponse struct {
-	ID           string          `json:"id"`
-	Name         string          `json:"name"`
-	InstanceURL  string          `json:"instance_url"`
-	ClientID     string          `json:"client_id"`
-	TenantID     *string         `json:"tenant_id"`
-	Cloud        model.Cloud     `json:"cloud"`
-	ClientSecret secretStatus    `json:"client_secret"`
-	Status       model.Status    `json:"status"`
-	LastTest     json.RawMessage `json:"last_test"`
-	CreatedAt    time.Time       `json:"created_at"`
-	UpdatedAt    time.Time       `json:"updated_at"`
+	ID            string          `json:"id"`
+	Name          string          `json:"name"`
+	InstanceURL   string          `json:"instance_url"`
+	ClientID      string          `json:"client_id"`
+	TenantID      *string         `json:"tenant_id"`
+	Cloud         model.Cloud     `json:"cloud"`
+	ClientSecret  secretStatus    `json:"client_secret"`
+	Status        model.Status    `json:"status"`
+	StatusSince   *time.Time      `json:"status_since"`
+	LastTest      json.RawMessage `json:"last_test"`
+	LastCheckedAt *time.Time      `json:"last_checked_at"`
+	NextCheckAt   *time.Time      `json:"next_check_at"`
+	CreatedAt     time.Time       `json:"created_at"`
+	UpdatedAt     time.Time       `json:"updated_at"`
 }
 
 // secretStatus reports that a secret is stored, never what it is.
@@ -47,7 +51,8 @@ func toConnectionResponse(c model.Connection, now time.Time) connectionResponse 
 	}
 	return connectionResponse{
 		ID: c.ID, Name: c.Name, InstanceURL: c.InstanceURL, ClientID: c.ClientID, TenantID: c.TenantID,
-		Cloud: c.Cloud, Status: c.Status, LastTest: last, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+		Cloud: c.Cloud, Status: c.Status, StatusSince: c.StatusSince, LastTest: last,
+		LastCheckedAt: c.LastCheckedAt, NextCheckAt: c.NextCheckAt, CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 		ClientSecret: secretStatus{Set: len(c.Secret.Ciphertext) > 0, UpdatedAt: c.SecretUpdatedAt,
 			ExpiresAt: c.SecretExpiresAt, State: c.SecretState(now)},
 	}
@@ -157,6 +162,14 @@ func handleConnectionList(logger *slog.Logger, st *store.Store, opts Options) ht
 			return &validationError{fields: []fieldError{{Field: "secret_state", Code: "out_of_range",
 				Message: "secret_state must be valid, expiring, expired or unknown."}}}
 		}
+		switch s := model.Status(r.URL.Query().Get("status")); s {
+		case "":
+		case model.StatusUntested, model.StatusConnected, model.StatusFailing:
+			f.Status = s
+		default:
+			return &validationError{fields: []fieldError{{Field: "status", Code: "out_of_range",
+				Message: "status must be untested, connected or failing."}}}
+		}
 		cs, next, err := st.Connections(r.Context(), principalFrom(r.Context()).Account, p, f)
 		if err != nil {
 			return err
@@ -201,7 +214,7 @@ func handleConnectionUpdate(logger *slog.Logger, st *store.Store, keys *crypto.K
 // applyUpdate changes c as the request asks. When any credential changes the
 // last test no longer describes the connection, so it becomes untested.
 func applyUpdate(ctx context.Context, keys *crypto.Keyring, c *model.Connection, f connectionFields, now time.Time) error {
-	tested := credentialsOf(*c, "")
+	tested := checker.CredentialsOf(*c, "")
 	if f.Name != nil {
 		c.Name = *f.Name
 		if c.Name == "" {
@@ -232,7 +245,7 @@ func applyUpdate(ctx context.Context, keys *crypto.Keyring, c *model.Connection,
 	if f.ClearSecretExpiry {
 		c.SecretExpiresAt = nil
 	}
-	if f.ClientSecret != nil || credentialsOf(*c, "") != tested {
+	if f.ClientSecret != nil || checker.CredentialsOf(*c, "") != tested {
 		c.Status = model.StatusUntested
 		c.LastTest = nil
 	}

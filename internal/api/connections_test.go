@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/dynconn/dynconn"
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 )
 
@@ -151,7 +152,7 @@ func TestConnectionLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plain, err := open(context.Background(), e.keys, c)
+	plain, err := checker.Open(context.Background(), e.keys, c)
 	if err != nil || plain.Reveal() != "new-secret-value~0123456789abcdef" {
 		t.Errorf("stored secret after rotation: err=%v, trimmed=%t", err, plain.Reveal() == "new-secret-value~0123456789abcdef")
 	}
@@ -317,7 +318,7 @@ func TestSwappedCiphertextFailsToOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := open(ctx, e.keys, c); !errors.Is(err, crypto.ErrUnwrap) && !errors.Is(err, crypto.ErrDecrypt) {
+		if _, err := checker.Open(ctx, e.keys, c); !errors.Is(err, crypto.ErrUnwrap) && !errors.Is(err, crypto.ErrDecrypt) {
 			t.Errorf("swapped secret of %s opened or failed oddly: %v", id, err)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/dynamics/simulator"
@@ -63,7 +64,15 @@ type testEnv struct {
 	responses *logtest.Buffer
 }
 
-func newEnv(t testing.TB, opts ...func(*Options)) *testEnv {
+// envConfig is what a test may change of a testEnv: the API's options and
+// the checker's.
+type envConfig struct {
+	Options
+	checker checker.Options
+	sim     simulator.Options
+}
+
+func newEnv(t testing.TB, opts ...func(*envConfig)) *testEnv {
 	t.Helper()
 	keys, err := crypto.ParseKeyring(mustKey(t, "k1"), "")
 	if err != nil {
@@ -73,7 +82,7 @@ func newEnv(t testing.TB, opts ...func(*Options)) *testEnv {
 }
 
 // newEnvWith is a server on the database of pool, with keys.
-func newEnvWith(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, opts ...func(*Options)) *testEnv {
+func newEnvWith(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, opts ...func(*envConfig)) *testEnv {
 	t.Helper()
 	st := store.New(pool)
 	logs := &logtest.Buffer{}
@@ -82,15 +91,16 @@ func newEnvWith(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, opts ...
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := Options{AllowLoopback: true}
+	o := envConfig{Options: Options{AllowLoopback: true}, sim: simulator.Options{SlowDelay: 200 * time.Millisecond}}
 	for _, f := range opts {
 		f(&o)
 	}
-	sim := simulator.New(simulator.Options{SlowDelay: 200 * time.Millisecond})
+	sim := simulator.New(o.sim)
 	t.Cleanup(sim.Close)
 	dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: true, Logger: logger, StepTimeout: 2 * time.Second, Deadline: 4 * time.Second})
 	t.Cleanup(dyn.CloseIdleConnections)
-	srv := httptest.NewServer(NewServer(logger, st, keys, v, dyn, o))
+	chk := checker.New(st, keys, dyn, o.checker)
+	srv := httptest.NewServer(NewServer(logger, st, keys, v, chk, o.Options))
 	t.Cleanup(srv.Close)
 	return &testEnv{t: t, srv: srv, st: st, pool: pool, keys: keys, logs: logs, sim: sim, responses: &logtest.Buffer{}}
 }

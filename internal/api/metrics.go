@@ -4,14 +4,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Metrics are the API's Prometheus instruments. Labels are bounded sets
-// (route patterns, status codes, diagnosis codes), never ids or values that
-// come from a request, so nothing secret or unbounded can reach them.
+// Metrics are the API's Prometheus instruments (package checker has those of
+// connection tests). Labels are bounded sets (route patterns, status codes),
+// never ids or values that come from a request, so nothing secret or
+// unbounded can reach them.
 type Metrics struct {
-	requests     *prometheus.CounterVec
-	duration     *prometheus.HistogramVec
-	tests        *prometheus.CounterVec
-	testDuration prometheus.Histogram
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
 }
 
 // NewMetrics registers the API's instruments with reg.
@@ -24,25 +23,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "dynconn_http_request_duration_seconds", Help: "HTTP request latency by route pattern.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}, []string{"route"}),
-		tests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dynconn_connection_tests_total", Help: "Connection tests by outcome: ok or the diagnosis code.",
-		}, []string{"outcome"}),
-		testDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "dynconn_connection_test_duration_seconds", Help: "How long connection tests took, Microsoft's part included.",
-			Buckets: prometheus.ExponentialBuckets(0.05, 2, 10),
-		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.tests, m.testDuration)
+	reg.MustRegister(m.requests, m.duration)
 	return m
-}
-
-// observeTest counts one connection test. A nil *Metrics records nothing.
-func (m *Metrics) observeTest(outcome string, seconds float64) {
-	if m == nil {
-		return
-	}
-	m.tests.WithLabelValues(outcome).Inc()
-	m.testDuration.Observe(seconds)
 }
 
 // observeRequest counts one HTTP request. A nil *Metrics records nothing.

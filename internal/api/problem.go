@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -88,6 +89,7 @@ func problemFor(err error) problem {
 	var ve *validationError
 	var conflict *store.ConflictError
 	var tooBig *http.MaxBytesError
+	var limited *store.RateLimitedError
 	switch {
 	case errors.As(err, &pe):
 		return pe.p
@@ -120,6 +122,10 @@ func problemFor(err error) problem {
 	case errors.Is(err, store.ErrInvalidCursor):
 		return problem{Type: typeInvalidCursor, Title: "The cursor is not valid.", Status: http.StatusBadRequest,
 			Detail: "Pass the next_cursor of a previous page unchanged, or leave cursor out to start from the first page."}
+	case errors.As(err, &limited):
+		secs := int(math.Ceil(limited.RetryAfter.Seconds()))
+		return problem{Type: typeRateLimited, Title: "Too many connection tests.", Status: http.StatusTooManyRequests,
+			Detail: fmt.Sprintf("This account may run a few tests a minute. Try again in %d seconds.", secs), retryAfter: max(secs, 1)}
 	case errors.Is(err, context.DeadlineExceeded):
 		return problem{Type: typeTimeout, Title: "The request took too long.", Status: http.StatusServiceUnavailable, Detail: "Try again in a moment.", retryAfter: 1}
 	default:

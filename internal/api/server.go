@@ -12,6 +12,7 @@ import (
 
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/store"
 )
@@ -25,11 +26,7 @@ type Options struct {
 	Now func() time.Time
 	// RequestTimeout bounds each request. Default 30s (a test may take 25s).
 	RequestTimeout time.Duration
-	// TestEvery and TestBurst set each account's rate of connection tests:
-	// a burst of TestBurst, then one every TestEvery. Default 10, then one per 6s.
-	TestEvery time.Duration
-	TestBurst int
-	// Metrics records requests and tests; nil records nothing.
+	// Metrics records requests; nil records nothing.
 	Metrics *Metrics
 	// WebhookAllowLoopback accepts http(s)://127.0.0.1:PORT webhook URLs, for
 	// a local receiver (WEBHOOK_ALLOW_LOOPBACK). Development and tests only.
@@ -43,16 +40,11 @@ func (o *Options) defaults() {
 	if o.RequestTimeout == 0 {
 		o.RequestTimeout = 30 * time.Second
 	}
-	if o.TestEvery == 0 {
-		o.TestEvery = 6 * time.Second
-	}
-	if o.TestBurst == 0 {
-		o.TestBurst = 10
-	}
 }
 
-// NewServer returns the HTTP handler of the whole API.
-func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, dyn tester, opts Options) http.Handler {
+// NewServer returns the HTTP handler of the whole API. Connection tests run
+// through chk.
+func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, chk *checker.Checker, opts Options) http.Handler {
 	opts.defaults()
 	r := chi.NewRouter()
 	r.Use(requestID, accessLog(logger, opts.Metrics), recoverer(logger))
@@ -62,13 +54,12 @@ func NewServer(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verif
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, logger, newProblem(http.StatusMethodNotAllowed, typeMethod, "Method not allowed.", "See /openapi.yaml for the methods of this endpoint."))
 	})
-	tr := &testRunner{dyn: dyn, metrics: opts.Metrics, limits: newAccountLimiter(opts.TestEvery, opts.TestBurst, opts.Now)}
-	addRoutes(r, logger, st, keys, verifier, tr, opts)
+	addRoutes(r, logger, st, keys, verifier, chk, opts)
 	return r
 }
 
 // addRoutes lists the whole API surface in one place.
-func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, tr *testRunner, opts Options) {
+func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.Keyring, verifier *auth.Verifier, chk *checker.Checker, opts Options) {
 	r.Method(http.MethodGet, "/healthz", handleHealthz())
 	r.Method(http.MethodGet, "/readyz", handleReadyz(logger, st, keys))
 	r.Method(http.MethodGet, "/openapi.yaml", handleOpenAPI())
@@ -79,10 +70,11 @@ func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.
 		r.Method(http.MethodGet, "/connections/{id}", handleConnectionGet(logger, st, opts))
 		r.Method(http.MethodPatch, "/connections/{id}", handleConnectionUpdate(logger, st, keys, opts))
 		r.Method(http.MethodDelete, "/connections/{id}", handleConnectionDelete(logger, st))
-		r.Method(http.MethodPost, "/connections/{id}/test", handleConnectionTest(logger, st, keys, tr))
+		r.Method(http.MethodPost, "/connections/{id}/test", handleConnectionTest(logger, chk))
 		r.Method(http.MethodGet, "/connections/{id}/tests", handleConnectionTestList(logger, st))
 		r.Method(http.MethodGet, "/connections/{id}/events", handleConnectionEvents(logger, st))
-		r.Method(http.MethodPost, "/connection-tests", handleCredentialsTest(logger, st, keys, tr, opts))
+		r.Method(http.MethodPost, "/connection-tests", handleCredentialsTest(logger, chk, keys, opts))
+		r.Method(http.MethodGet, "/events", handleEventList(logger, st))
 		r.Method(http.MethodPost, "/webhooks", handleWebhookCreate(logger, st, keys, opts))
 		r.Method(http.MethodGet, "/webhooks", handleWebhookList(logger, st))
 		r.Method(http.MethodGet, "/webhooks/{id}", handleWebhookGet(logger, st))

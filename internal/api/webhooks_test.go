@@ -17,7 +17,7 @@ import (
 	"github.com/dynconn/dynconn/internal/store"
 )
 
-func withWebhookLoopback(o *Options) { o.WebhookAllowLoopback = true }
+func withWebhookLoopback(c *envConfig) { c.WebhookAllowLoopback = true }
 
 // TestWebhookValidation: bad input is a 422 naming each field, with a
 // message a customer can act on, and stores nothing.

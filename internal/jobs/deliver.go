@@ -78,11 +78,11 @@ func maxDeliveryAttempts(base time.Duration) int {
 	return attempts
 }
 
-// retryDelay is the delay after attempt (1-based) of job: base ×
+// deliveryDelay is the delay after attempt (1-based) of job: base ×
 // 2^(attempt−1), spread by up to ±20 %. The spread is drawn from the job's id
 // and the attempt, not at random, so the worker that records the next attempt's
 // time and River, which schedules it, arrive at the same one.
-func retryDelay(base time.Duration, jobID int64, attempt int) time.Duration {
+func deliveryDelay(base time.Duration, jobID int64, attempt int) time.Duration {
 	f := rand.New(rand.NewPCG(uint64(jobID), uint64(attempt))).Float64()
 	d := float64(base) * float64(uint64(1)<<min(attempt-1, 40))
 	return time.Duration(d * (1 - jitter + 2*jitter*f))
@@ -115,7 +115,7 @@ func AddDeliveryWorker(workers *river.Workers, st *store.Store, keys *crypto.Key
 
 // NextRetry implements river.Worker: the contract's schedule instead of River's.
 func (w *deliverWorker) NextRetry(job *river.Job[DeliverArgs]) time.Time {
-	return time.Now().Add(retryDelay(w.base, job.ID, job.Attempt))
+	return time.Now().Add(deliveryDelay(w.base, job.ID, job.Attempt))
 }
 
 // Timeout implements river.Worker.
@@ -155,7 +155,7 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 	case last:
 		a.Status = store.DeliveryFailed
 	default:
-		next := time.Now().Add(retryDelay(w.base, job.ID, job.Attempt))
+		next := time.Now().Add(deliveryDelay(w.base, job.ID, job.Attempt))
 		a.NextAttemptAt = &next
 	}
 	if res.Gone() {

@@ -12,21 +12,38 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/dynconn/dynconn/internal/checker"
+	"github.com/dynconn/dynconn/internal/store"
 )
 
 // Config tunes the River client. The zero value runs the default queue with
-// DefaultWorkers and no periodic jobs.
+// DefaultWorkers, expiry notices and pruning, and no re-checks.
 type Config struct {
-	// Queues maps each queue to the most jobs a replica works at once from it.
-	// The default queue (river.QueueDefault) gets DefaultWorkers unless set.
+	// RecheckInterval is RECHECK_INTERVAL: how often every connection is
+	// re-tested. 0 turns re-checks off. It must be the interval the Checker
+	// was made with, which schedules the next re-check of every test.
+	RecheckInterval time.Duration
+	// RecheckWorkers is RECHECK_WORKERS: re-checks run at once per replica
+	// (default DefaultRecheckWorkers).
+	RecheckWorkers int
+	// Checker runs re-checks; they are off without one.
+	Checker *checker.Checker
+	// Metrics records re-checks and job runs; nil records nothing.
+	Metrics *Metrics
+	// Queues maps more queues to the most jobs a replica works at once from
+	// each. The default queue (river.QueueDefault) gets DefaultWorkers unless
+	// set here.
 	Queues map[string]int
-	// PeriodicJobs are enqueued by the leader replica only.
+	// PeriodicJobs are more jobs that the leader replica enqueues on a
+	// schedule, beside dynconn's own.
 	PeriodicJobs []*river.PeriodicJob
 	// PollInterval is how often a replica looks for jobs it was not notified
 	// of (River's FetchPollInterval); 0 is River's default (1s). Tests
@@ -34,42 +51,84 @@ type Config struct {
 	PollInterval time.Duration
 }
 
-// DefaultWorkers is the default queue's concurrency per replica.
-const DefaultWorkers = 10
+// Defaults for Config.
+const (
+	DefaultWorkers        = 10
+	DefaultRecheckWorkers = 10
+)
 
 // Jobs is a River client with the lifecycle the server needs.
 type Jobs struct {
 	// Client inserts and lists jobs; InsertTx puts a job in the transaction
 	// of the change it follows from.
-	Client *river.Client[pgx.Tx]
-	logger *slog.Logger
+	Client  *river.Client[pgx.Tx]
+	logger  *slog.Logger
+	metrics *Metrics
+	// stopEvents ends the subscription that feeds metrics; observed is
+	// done when its goroutine has returned.
+	stopEvents func()
+	observed   sync.WaitGroup
 }
 
-// New returns a River client on pool that works the jobs of workers. It does
-// not start working until Start.
+// New returns a River client on pool that works dynconn's own jobs and those
+// of workers (which may be empty, never nil). It does not start working
+// until Start.
 func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config, workers *river.Workers) (*Jobs, error) {
+	st := store.New(pool)
 	queues := map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: DefaultWorkers}}
 	for name, n := range cfg.Queues {
 		queues[name] = river.QueueConfig{MaxWorkers: n}
+	}
+	periodic := append([]*river.PeriodicJob{
+		river.NewPeriodicJob(river.PeriodicInterval(24*time.Hour), func() (river.JobArgs, *river.InsertOpts) {
+			return ExpiryNoticesArgs{}, &river.InsertOpts{UniqueOpts: uniqueWhileQueued}
+		}, &river.PeriodicJobOpts{ID: "expiry_notices", RunOnStart: true}),
+		river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
+			return PruneArgs{}, &river.InsertOpts{UniqueOpts: uniqueWhileQueued}
+		}, &river.PeriodicJobOpts{ID: "prune", RunOnStart: true}),
+	}, cfg.PeriodicJobs...)
+	river.AddWorker(workers, &expiryWorker{st: st, logger: logger})
+	river.AddWorker(workers, &pruneWorker{st: st, logger: logger})
+	if cfg.Checker != nil && cfg.RecheckInterval > 0 {
+		n := cfg.RecheckWorkers
+		if n <= 0 {
+			n = DefaultRecheckWorkers
+		}
+		queues[QueueRecheck] = river.QueueConfig{MaxWorkers: n}
+		river.AddWorker(workers, &recheckWorker{st: st, chk: cfg.Checker, interval: cfg.RecheckInterval, metrics: cfg.Metrics, logger: logger})
+		river.AddWorker(workers, &scheduleWorker{pool: pool, st: st, interval: cfg.RecheckInterval})
+		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(scheduleEvery(cfg.RecheckInterval)),
+			func() (river.JobArgs, *river.InsertOpts) {
+				return ScheduleArgs{}, &river.InsertOpts{UniqueOpts: uniqueWhileQueued}
+			}, &river.PeriodicJobOpts{ID: "recheck_schedule", RunOnStart: true}))
 	}
 	client, err := river.NewClient(riverpgxv5.New(pool), &river.Config{
 		Logger:            logger,
 		Queues:            queues,
 		Workers:           workers,
-		PeriodicJobs:      cfg.PeriodicJobs,
+		PeriodicJobs:      periodic,
 		FetchPollInterval: cfg.PollInterval,
 		FetchCooldown:     min(cfg.PollInterval, 100*time.Millisecond),
+		// Completed jobs are kept an hour (River's default is a day): with
+		// 10,000 re-checks a day there is no need to keep more.
+		CompletedJobRetentionPeriod: time.Hour,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
 	}
-	return &Jobs{Client: client, logger: logger}, nil
+	return &Jobs{Client: client, logger: logger, metrics: cfg.Metrics}, nil
 }
 
 // Start starts working jobs. ctx is only for starting: cancelling it later
 // does not stop the client (River would cancel running jobs at once); Stop
 // does.
 func (j *Jobs) Start(ctx context.Context) error {
+	if j.metrics != nil {
+		events, stop := j.Client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed,
+			river.EventKindJobSnoozed, river.EventKindJobCancelled)
+		j.stopEvents = stop
+		j.observed.Go(func() { j.metrics.observe(events) })
+	}
 	if err := j.Client.Start(context.WithoutCancel(ctx)); err != nil {
 		return fmt.Errorf("start river: %w", err)
 	}
@@ -77,14 +136,20 @@ func (j *Jobs) Start(ctx context.Context) error {
 }
 
 // Stop stops fetching jobs and waits for running ones to finish until ctx
-// ends; then it cancels the rest, whose jobs River retries later (on this or
+// ends; then it cancels the rest, which River runs again later (on this or
 // another replica).
 func (j *Jobs) Stop(ctx context.Context) error {
+	defer func() {
+		if j.stopEvents != nil {
+			j.stopEvents()
+			j.observed.Wait()
+		}
+	}()
 	err := j.Client.Stop(ctx)
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		return err
 	}
-	j.logger.Warn("jobs still running at the end of the shutdown budget: cancelling them; they will be retried")
+	j.logger.Warn("jobs still running at the end of the shutdown budget: cancelling them; they will run again")
 	// A short budget of its own: cancelled jobs return at once.
 	cancelCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

@@ -16,11 +16,11 @@ func TestRetrySchedule(t *testing.T) {
 			nominal := base << (attempt - 1)
 			shortest += nominal * 8 / 10
 			for job := int64(1); job <= 50; job++ {
-				d := retryDelay(base, job, attempt)
+				d := deliveryDelay(base, job, attempt)
 				if d < nominal*8/10 || d > nominal*12/10 {
 					t.Fatalf("base %s, attempt %d: delay %s outside %s ± 20%%", base, attempt, d, nominal)
 				}
-				if again := retryDelay(base, job, attempt); again != d {
+				if again := deliveryDelay(base, job, attempt); again != d {
 					t.Fatalf("base %s, job %d, attempt %d: %s, then %s", base, job, attempt, d, again)
 				}
 			}
@@ -39,7 +39,7 @@ func TestRetrySchedule(t *testing.T) {
 	// Jitter spreads: fifty jobs do not all retry at one instant.
 	seen := map[time.Duration]bool{}
 	for job := int64(1); job <= 50; job++ {
-		seen[retryDelay(30*time.Second, job, 1)] = true
+		seen[deliveryDelay(30*time.Second, job, 1)] = true
 	}
 	if len(seen) < 40 {
 		t.Errorf("50 jobs got only %d distinct first delays", len(seen))

@@ -2,7 +2,9 @@ package jobs_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,7 +20,10 @@ import (
 	"github.com/riverqueue/river"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
+	"github.com/dynconn/dynconn/internal/dynamics"
+	"github.com/dynconn/dynconn/internal/dynamics/simulator"
 	"github.com/dynconn/dynconn/internal/jobs"
 	"github.com/dynconn/dynconn/internal/logtest"
 	"github.com/dynconn/dynconn/internal/model"
@@ -67,8 +72,9 @@ type replica struct {
 }
 
 // startReplica starts a replica that the test stops when it ends (unless
-// the test stops it first).
-func (e *hookEnv) startReplica(cfg jobs.WebhookConfig) *replica {
+// the test stops it first). base may turn on more of the background work,
+// such as re-checks.
+func (e *hookEnv) startReplica(cfg jobs.WebhookConfig, base ...jobs.Config) *replica {
 	e.t.Helper()
 	if cfg.RetryBase == 0 {
 		cfg.RetryBase = testRetryBase
@@ -77,8 +83,12 @@ func (e *hookEnv) startReplica(cfg jobs.WebhookConfig) *replica {
 	cfg.Sender = sender
 	workers := river.NewWorkers()
 	jobs.AddDeliveryWorker(workers, e.st, e.keys, e.logger, cfg)
-	j, err := jobs.New(e.pool, e.logger, jobs.Config{Queues: map[string]int{jobs.QueueWebhooks: 10},
-		PollInterval: 50 * time.Millisecond}, workers)
+	jcfg := jobs.Config{}
+	if len(base) > 0 {
+		jcfg = base[0]
+	}
+	jcfg.Queues, jcfg.PollInterval = map[string]int{jobs.QueueWebhooks: 10}, 50*time.Millisecond
+	j, err := jobs.New(e.pool, e.logger, jcfg, workers)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -487,4 +497,100 @@ func TestKilledReplicaLosesNoDelivery(t *testing.T) {
 			t.Errorf("%s never reached the receiver", ev.PublicID)
 		}
 	}
+}
+
+// TestStatusChangesReachAReceiverOnce: two replicas re-check a working
+// connection and deliver webhooks. When the simulator's secret expires,
+// exactly one connection.status_changed (connected → failing,
+// client_secret_expired, setup step client_secret, trigger scheduled)
+// reaches the receiver, once, with a signature the Standard Webhooks
+// verifier accepts; when it works again, exactly one back to connected.
+func TestStatusChangesReachAReceiverOnce(t *testing.T) {
+	t.Parallel()
+	e := newHookEnv(t)
+	sim := simulator.New(simulator.Options{})
+	t.Cleanup(sim.Close)
+	rc := newReceiver(t, ok)
+	_, sec := e.createWebhook("acct", rc.srv.URL+"/hook", []string{store.EventConnectionStatusChanged})
+	const interval = time.Second
+	for range 2 {
+		dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: true, Logger: e.logger, StepTimeout: 2 * time.Second, Deadline: 4 * time.Second})
+		t.Cleanup(dyn.CloseIdleConnections)
+		chk := checker.New(e.st, e.keys, dyn, checker.Options{RecheckInterval: interval})
+		e.startReplica(jobs.WebhookConfig{}, jobs.Config{RecheckInterval: interval, Checker: chk})
+	}
+	id := uuid.NewString()
+	env, err := e.keys.Seal(context.Background(), []byte(simulator.ClientSecret), crypto.AssociatedData("acct", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.st.CreateConnection(context.Background(), model.Connection{ID: id, Account: "acct", InstanceURL: sim.URL,
+		Cloud: model.CloudPublic, ClientID: simulator.ClientID, Secret: model.SealedSecret(env)}, store.Audit{Actor: "tester"}); err != nil {
+		t.Fatal(err)
+	}
+	received := func() []map[string]any {
+		var out []map[string]any
+		for _, h := range rc.got() {
+			var ev map[string]any
+			if err := json.Unmarshal(h.body, &ev); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, ev)
+		}
+		return out
+	}
+	eventually(t, "connected", func() bool { return len(received()) >= 1 })
+	sim.SetScenario("secret_expired")
+	eventually(t, "failing", func() bool { return len(received()) >= 2 })
+	sim.SetScenario("ok")
+	eventually(t, "connected again", func() bool { return len(received()) >= 3 })
+	// Two more re-checks: nothing else may arrive, neither a second copy
+	// from the other replica nor another change.
+	n := e.countRechecks(id)
+	eventually(t, "two more re-checks", func() bool { return e.countRechecks(id) >= n+2 })
+	eventually(t, "the outbox to empty", func() bool {
+		var busy bool
+		err := e.pool.QueryRow(context.Background(), `SELECT EXISTS (SELECT 1 FROM events WHERE NOT dispatched)
+			OR EXISTS (SELECT 1 FROM webhook_deliveries WHERE status = 'pending')`).Scan(&busy)
+		return err == nil && !busy
+	})
+
+	hits := rc.got()
+	want := []string{"untested>connected <nil> <nil> scheduled",
+		"connected>failing client_secret_expired client_secret scheduled",
+		"failing>connected <nil> <nil> scheduled"}
+	if len(hits) != len(want) {
+		t.Fatalf("the receiver got %d deliveries, want %d: %v", len(hits), len(want), received())
+	}
+	verifier, err := standardwebhooks.NewWebhook(sec.Reveal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, ev := range received() {
+		d := ev["data"].(map[string]any)
+		got := fmt.Sprintf("%v>%v %v %v %v", d["from"], d["to"], d["code"], d["setup_step"], d["trigger"])
+		if ev["type"] != store.EventConnectionStatusChanged || d["connection_id"] != id || got != want[i] {
+			t.Errorf("delivery %d: %v %s, want %s", i+1, ev["type"], got, want[i])
+		}
+		if err := verifier.Verify(hits[i].body, hits[i].header); err != nil {
+			t.Errorf("delivery %d: the reference verifier refused it: %v", i+1, err)
+		}
+		wid := hits[i].header.Get("webhook-id")
+		if seen[wid] || wid != ev["id"] {
+			t.Errorf("delivery %d: webhook-id %q (event id %v) repeated or wrong", i+1, wid, ev["id"])
+		}
+		seen[wid] = true
+	}
+}
+
+// countRechecks counts a connection's scheduled test results.
+func (e *hookEnv) countRechecks(connectionID string) int {
+	e.t.Helper()
+	var n int
+	if err := e.pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM connection_tests WHERE connection_id = $1 AND result->>'trigger' = 'scheduled'`, connectionID).Scan(&n); err != nil {
+		e.t.Fatal(err)
+	}
+	return n
 }

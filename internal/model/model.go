@@ -102,7 +102,30 @@ type TestResult struct {
 	Checks     []Check    `json:"checks"`
 	Error      *TestError `json:"error"`
 	Identity   *Identity  `json:"identity"`
+	// Trigger says who asked for the test; results stored before triggers
+	// were recorded have none.
+	Trigger Trigger `json:"trigger,omitempty"`
 }
+
+// Transient reports whether r failed for a reason that is not the
+// customer's (throttling, an outage, a timeout: no setup step), so that a
+// later try may pass unchanged.
+func (r TestResult) Transient() bool { return r.Error != nil && r.Error.SetupStep == nil }
+
+// Trigger says what started a test, or what changed a connection's status
+// (contract).
+type Trigger string
+
+// Triggers.
+const (
+	// TriggerManual is a test someone asked for through the API.
+	TriggerManual Trigger = "manual"
+	// TriggerScheduled is a re-check the service ran on its own.
+	TriggerScheduled Trigger = "scheduled"
+	// TriggerUpdate is an edit of a connection's credentials, which makes a
+	// tested connection untested again.
+	TriggerUpdate Trigger = "update"
+)
 
 // Connection is a stored Dynamics 365 connection. The secret is held only in
 // sealed form; see package crypto.
@@ -123,8 +146,16 @@ type Connection struct {
 	// expired; a new secret clears it.
 	SecretExpiredAt *time.Time
 
-	Status   Status
-	LastTest json.RawMessage // a TestResult as JSON, or nil
+	Status Status
+	// StatusSince is when Status took its value; nil for connections whose
+	// status predates its tracking.
+	StatusSince *time.Time
+	LastTest    json.RawMessage // a TestResult as JSON, or nil
+	// LastCheckedAt is when a test result was last recorded, by any trigger.
+	LastCheckedAt *time.Time
+	// NextCheckAt is when the scheduler re-tests it next; nil until it is
+	// first scheduled, and while re-checks are off.
+	NextCheckAt *time.Time
 	// Version grows by one with every change; the API's ETag is made from it.
 	Version   int64
 	CreatedAt time.Time

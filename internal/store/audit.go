@@ -39,19 +39,37 @@ type AuditEvent struct {
 	Details      json.RawMessage `db:"details"`
 }
 
-const insertAuditSQL = `
-INSERT INTO audit_events (account, connection_id, actor, action, request_id, details)
-VALUES ($1, $2, $3, $4, $5, $6)`
+// recordChangeSQL writes one audit event and the events of a change in one
+// statement ($7 and $8: the events' types and data, in order).
+const recordChangeSQL = `
+WITH audit AS (
+	INSERT INTO audit_events (account, connection_id, actor, action, request_id, details)
+	VALUES ($1, $2, $3, $4, $5, $6)
+)
+INSERT INTO events (public_id, account, type, connection_id, data)
+SELECT event_public_id(), $1, e.type, $2, e.data::jsonb
+FROM unnest($7::text[], $8::text[]) WITH ORDINALITY AS e(type, data, n)
+ORDER BY e.n`
 
-// insertAudit records an audit event on tx, so it commits or rolls back with the
-// change it describes. details must never hold a secret.
-func insertAudit(ctx context.Context, tx pgx.Tx, account, connectionID string, a Audit, action string, details map[string]any) error {
+// recordChange records a change of the account's connection on tx, so both
+// commit or roll back with it: the audit event of action by a (details must
+// never hold a secret), and events, whose Account and ConnectionID are
+// those given.
+func recordChange(ctx context.Context, tx pgx.Tx, account, connectionID string, a Audit, action string, details map[string]any, events []NewEvent) error {
 	b, err := json.Marshal(details)
 	if err != nil {
 		return fmt.Errorf("encode audit details: %w", err)
 	}
-	if _, err := tx.Exec(ctx, insertAuditSQL, account, connectionID, a.Actor, action, a.RequestID, b); err != nil {
-		return fmt.Errorf("insert audit event: %w", err)
+	types, data := make([]string, len(events)), make([]string, len(events))
+	for i, e := range events {
+		d, err := json.Marshal(e.Data)
+		if err != nil {
+			return fmt.Errorf("encode event data: %w", err)
+		}
+		types[i], data[i] = e.Type, string(d)
+	}
+	if _, err := tx.Exec(ctx, recordChangeSQL, account, connectionID, a.Actor, action, a.RequestID, b, types, data); err != nil {
+		return fmt.Errorf("record %s: %w", action, err)
 	}
 	return nil
 }

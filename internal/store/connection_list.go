@@ -16,12 +16,14 @@ type Filter struct {
 	// SecretState keeps only connections whose secret is in this state at Now
 	// ("" keeps all). The rule is model.Connection.SecretState's.
 	SecretState model.SecretState
+	// Status keeps only connections with this status ("" keeps all).
+	Status model.Status
 	// Now is the time secret states are judged at.
 	Now time.Time
 }
 
 // stateFilter is one secret state as an SQL condition on the parameters
-// from $5 on, and those parameters' values at a given time.
+// from $6 on, and those parameters' values at a given time.
 type stateFilter struct {
 	cond string
 	args func(now time.Time) []any
@@ -29,11 +31,11 @@ type stateFilter struct {
 
 // secretStateSQL is model.Connection.SecretState as SQL.
 var secretStateSQL = map[model.SecretState]stateFilter{
-	model.SecretExpired: {`(secret_expired_at IS NOT NULL OR secret_expires_at <= $5)`,
+	model.SecretExpired: {`(secret_expired_at IS NOT NULL OR secret_expires_at <= $6)`,
 		func(now time.Time) []any { return []any{now} }},
-	model.SecretExpiring: {`(secret_expired_at IS NULL AND secret_expires_at > $5 AND secret_expires_at <= $6)`,
+	model.SecretExpiring: {`(secret_expired_at IS NULL AND secret_expires_at > $6 AND secret_expires_at <= $7)`,
 		func(now time.Time) []any { return []any{now, now.Add(model.ExpiringWithin)} }},
-	model.SecretValid: {`(secret_expired_at IS NULL AND secret_expires_at > $5)`,
+	model.SecretValid: {`(secret_expired_at IS NULL AND secret_expires_at > $6)`,
 		func(now time.Time) []any { return []any{now.Add(model.ExpiringWithin)} }},
 	model.SecretUnknown: {`(secret_expired_at IS NULL AND secret_expires_at IS NULL)`,
 		func(time.Time) []any { return nil }},
@@ -41,7 +43,8 @@ var secretStateSQL = map[model.SecretState]stateFilter{
 
 const listConnections = `
 SELECT ` + connectionColumns + ` FROM connections
-WHERE account = $1 AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid)) AND %s
+WHERE account = $1 AND ($3::timestamptz IS NULL OR (created_at, id) > ($3, $4::uuid))
+	AND ($5::text = '' OR status = $5) AND %s
 ORDER BY created_at, id
 LIMIT $2`
 
@@ -70,7 +73,7 @@ func (s *Store) Connections(ctx context.Context, account string, p Page, f Filte
 		}
 		createdAt, afterID = &t, &id
 	}
-	args := append([]any{account, limit + 1, createdAt, afterID}, state.args(f.Now)...)
+	args := append([]any{account, limit + 1, createdAt, afterID, string(f.Status)}, state.args(f.Now)...)
 	rows, _ := s.pool.Query(ctx, fmt.Sprintf(listConnections, state.cond), args...)
 	list, err := pgx.CollectRows(rows, pgx.RowToStructByName[connectionRow])
 	if err != nil {

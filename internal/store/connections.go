@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -17,7 +18,7 @@ import (
 // connectionColumns lists, in order, the columns that connectionRow scans.
 const connectionColumns = `id, account, name, instance_url, cloud, client_id, tenant_id,
 	secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
-	secret_expired_at, status, last_test, version, created_at, updated_at`
+	secret_expired_at, status, status_since, last_test, last_checked_at, next_check_at, version, created_at, updated_at`
 
 // connectionRow is a connections row as pgx scans it by column name.
 type connectionRow struct {
@@ -35,7 +36,10 @@ type connectionRow struct {
 	SecretExpiresAt  *time.Time      `db:"secret_expires_at"`
 	SecretExpiredAt  *time.Time      `db:"secret_expired_at"`
 	Status           string          `db:"status"`
+	StatusSince      *time.Time      `db:"status_since"`
 	LastTest         json.RawMessage `db:"last_test"`
+	LastCheckedAt    *time.Time      `db:"last_checked_at"`
+	NextCheckAt      *time.Time      `db:"next_check_at"`
 	Version          int64           `db:"version"`
 	CreatedAt        time.Time       `db:"created_at"`
 	UpdatedAt        time.Time       `db:"updated_at"`
@@ -60,7 +64,10 @@ func (r connectionRow) toModel() model.Connection {
 		SecretExpiresAt: utc(r.SecretExpiresAt),
 		SecretExpiredAt: utc(r.SecretExpiredAt),
 		Status:          model.Status(r.Status),
+		StatusSince:     utc(r.StatusSince),
 		LastTest:        r.LastTest,
+		LastCheckedAt:   utc(r.LastCheckedAt),
+		NextCheckAt:     utc(r.NextCheckAt),
 		Version:         r.Version,
 		CreatedAt:       r.CreatedAt.UTC(),
 		UpdatedAt:       r.UpdatedAt.UTC(),
@@ -90,52 +97,77 @@ func timeOrNow(t time.Time) *time.Time {
 // it; every change adds one.
 const InitialVersion = 1
 
+// insertConnection stores a connection, its audit event and its
+// connection.created event in one statement: one round trip, one implicit
+// transaction.
 const insertConnection = `
-INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id,
-	secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
-	status, last_test, created_at, updated_at, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, now()), $12, $13, $14,
-	COALESCE($15, now()), COALESCE($16, now()), $17)
-RETURNING ` + connectionColumns
+WITH created AS (
+	INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id,
+		secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
+		status, last_test, created_at, updated_at, version, status_since)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, now()), $12, $13, $14,
+		COALESCE($15, now()), COALESCE($16, now()), $17, COALESCE($15, now()))
+	RETURNING ` + connectionColumns + `
+), audit AS (
+	INSERT INTO audit_events (account, connection_id, actor, action, request_id, details)
+	SELECT account, id, $18, '` + ActionCreated + `', $19, $20 FROM created
+), event AS (
+	INSERT INTO events (public_id, account, type, connection_id, data)
+	SELECT event_public_id(), account, '` + EventConnectionCreated + `', id, jsonb_build_object('connection_id', id) FROM created
+)
+SELECT ` + connectionColumns + ` FROM created`
 
-// CreateConnection stores c, and the connection.created event by a, in one
-// transaction, and returns c as stored. The caller sets c.ID (a uuid), since
-// the sealed secret is bound to it. Zero CreatedAt, UpdatedAt and
-// SecretUpdatedAt become the database's now(); an empty Status is untested;
-// Version is InitialVersion whatever c says.
+// CreateConnection stores c, with its audit event by a and its
+// connection.created event, atomically, and returns c as stored. The caller
+// sets c.ID (a uuid), since the sealed secret is bound to it. Zero CreatedAt,
+// UpdatedAt and SecretUpdatedAt become the database's now(); an empty Status
+// is untested; Version is InitialVersion whatever c says. An expiry notice
+// that is due already (a secret that expires within 30 days) is written too.
 //
 // It returns a *ConflictError (errors.Is ErrConflict) naming the existing
 // connection if the account already has one with c's instance URL and client
 // id.
 func (s *Store) CreateConnection(ctx context.Context, c model.Connection, a Audit) (model.Connection, error) {
 	var created model.Connection
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var err error
-		created, err = createConnection(ctx, tx, c, a)
-		return err
-	})
+	var err error
+	if hasCredentialExpiry(c) {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			created, err = createConnection(ctx, tx, c, a)
+			return err
+		})
+	} else {
+		created, err = createConnection(ctx, s.pool, c, a) // one statement needs no transaction of its own
+	}
 	return created, s.createError(ctx, c, err)
 }
 
-// createConnection inserts c and its audit event on tx.
-func createConnection(ctx context.Context, tx pgx.Tx, c model.Connection, a Audit) (model.Connection, error) {
+// createConnection stores c and its events on q; a connection whose
+// credential has an expiry needs q to be a transaction, so that the expiry
+// notices commit with it.
+func createConnection(ctx context.Context, q querier, c model.Connection, a Audit) (model.Connection, error) {
 	if c.Status == "" {
 		c.Status = model.StatusUntested
 	}
-	rows, _ := tx.Query(ctx, insertConnection,
+	details, err := json.Marshal(map[string]any{"name": c.Name, "instance_url": c.InstanceURL, "client_id": c.ClientID, "cloud": c.Cloud})
+	if err != nil {
+		return model.Connection{}, fmt.Errorf("encode audit details: %w", err)
+	}
+	rows, _ := q.Query(ctx, insertConnection,
 		c.ID, c.Account, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID,
 		c.Secret.Ciphertext, c.Secret.WrappedDEK, c.Secret.KEKID, timeOrNow(c.SecretUpdatedAt), c.SecretExpiresAt,
-		string(c.Status), c.LastTest, timeOrNow(c.CreatedAt), timeOrNow(c.UpdatedAt), InitialVersion)
+		string(c.Status), c.LastTest, timeOrNow(c.CreatedAt), timeOrNow(c.UpdatedAt), InitialVersion,
+		a.Actor, a.RequestID, details)
 	// A Query error comes back from CollectOneRow, as pgx intends.
 	row, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
 	if err != nil {
 		return model.Connection{}, translate(err)
 	}
-	created := row.toModel()
-	err = insertAudit(ctx, tx, created.Account, created.ID, a, ActionCreated, map[string]any{
-		"name": created.Name, "instance_url": created.InstanceURL, "client_id": created.ClientID, "cloud": created.Cloud,
-	})
-	return created, err
+	if hasCredentialExpiry(c) {
+		if _, err := sendExpiryNotices(ctx, q, &row.ID); err != nil {
+			return model.Connection{}, err
+		}
+	}
+	return row.toModel(), nil
 }
 
 // createError turns the error of a create transaction into the one to return.
@@ -197,19 +229,27 @@ UPDATE connections SET
 	name = $3, instance_url = $4, cloud = $5, client_id = $6, tenant_id = $7,
 	secret_ciphertext = $8, secret_wrapped_dek = $9, secret_kek_id = $10,
 	secret_updated_at = COALESCE($11, now()), secret_expires_at = $12, secret_expired_at = $13,
-	status = $14, last_test = $15, version = version + 1, updated_at = now()
+	status = $14, last_test = $15, version = version + 1, updated_at = now(),
+	status_since = CASE WHEN status <> $14 THEN now() ELSE status_since END,
+	transient_failures = CASE WHEN status <> $14 THEN 0 ELSE transient_failures END,
+	expiry_notice_for = CASE WHEN $16 THEN NULL ELSE expiry_notice_for END,
+	expiry_notice_days = CASE WHEN $16 THEN NULL ELSE expiry_notice_days END
 WHERE account = $1 AND id = $2
 RETURNING ` + connectionColumns
 
 // UpdateConnection changes the account's connection with the given id in one
 // transaction: it locks the row, passes it to update, writes back every
-// mutable field (all but ID, Account, Version and CreatedAt, whose changes are
-// ignored), and records the change by a as one audit event: connection.updated
-// with the names of the changed fields, or connection.secret_rotated when the
-// secret was replaced. UpdatedAt becomes now and Version grows by one. If
-// update replaced the sealed secret without changing SecretUpdatedAt,
-// SecretUpdatedAt becomes now too, and a recorded expiry (SecretExpiredAt) is
-// cleared: it belonged to the old secret.
+// mutable field (all but ID, Account, Version, CreatedAt and the scheduling
+// fields, whose changes are ignored), and records the change by a as one
+// audit event: connection.updated with the names of the changed fields, or
+// connection.secret_rotated when the secret was replaced. It writes the
+// connection.updated event (when a field changed), connection.status_changed
+// with trigger "update" (when update changed Status, as a new credential
+// does), and the expiry notices a new secret or expiry makes due. UpdatedAt
+// becomes now and Version grows by one. If update replaced the sealed secret
+// without changing SecretUpdatedAt, SecretUpdatedAt becomes now too, and a
+// recorded expiry (SecretExpiredAt) is cleared: it belonged to the old
+// secret, as did the notices sent about it.
 //
 // If update returns an error, nothing is written and that error is returned
 // unwrapped (so update can refuse a stale If-Match). It returns ErrNotFound as
@@ -241,7 +281,7 @@ func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UU
 		rows, _ := tx.Query(ctx, updateConnection, account, id,
 			c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID,
 			c.Secret.Ciphertext, c.Secret.WrappedDEK, c.Secret.KEKID, secretUpdatedAt, c.SecretExpiresAt,
-			c.SecretExpiredAt, string(c.Status), c.LastTest)
+			c.SecretExpiredAt, string(c.Status), c.LastTest, rotated)
 		row, err = pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
 		if err != nil {
 			return translate(err)
@@ -250,7 +290,21 @@ func (s *Store) UpdateConnection(ctx context.Context, account string, id uuid.UU
 		if rotated {
 			action = ActionSecretRotated
 		}
-		return insertAudit(ctx, tx, account, before.ID, a, action, map[string]any{"changed": changedFields(before, c, rotated)})
+		changed := changedFields(before, c, rotated)
+		var events []NewEvent
+		if len(changed) > 0 {
+			events = append(events, NewEvent{Type: EventConnectionUpdated, Data: map[string]any{"connection_id": before.ID, "changed": changed}})
+		}
+		if c.Status != before.Status {
+			events = append(events, statusChanged(before.ID, before.Status, c.Status, nil, model.TriggerUpdate))
+		}
+		if err := recordChange(ctx, tx, account, before.ID, a, action, map[string]any{"changed": changed}, events); err != nil {
+			return err
+		}
+		if slices.Contains(changed, "client_secret") || slices.Contains(changed, "client_secret_expires_at") {
+			_, err = sendExpiryNotices(ctx, tx, &before.ID)
+		}
+		return err
 	})
 	switch {
 	case updateErr != nil:
@@ -306,7 +360,8 @@ const deleteConnection = `DELETE FROM connections WHERE account = $1 AND id = $2
 
 // DeleteConnection deletes the account's connection with the given id, and
 // with it the sealed secret and the test history, and records the
-// connection.deleted event by a, in one transaction. check sees the locked
+// connection.deleted audit event by a and the connection.deleted event, in
+// one transaction. check sees the locked
 // row first and may refuse (a stale If-Match): its error is returned
 // unwrapped and nothing is deleted. It returns ErrNotFound as Connection does.
 func (s *Store) DeleteConnection(ctx context.Context, account string, id uuid.UUID, a Audit, check func(model.Connection) error) error {
@@ -322,10 +377,10 @@ func (s *Store) DeleteConnection(ctx context.Context, account string, id uuid.UU
 		if _, err := tx.Exec(ctx, deleteConnection, account, id); err != nil {
 			return err
 		}
-		// The event keeps what identifies the connection, for when it is gone.
-		return insertAudit(ctx, tx, account, c.ID, a, ActionDeleted, map[string]any{
+		// The audit event keeps what identifies the connection, for when it is gone.
+		return recordChange(ctx, tx, account, c.ID, a, ActionDeleted, map[string]any{
 			"name": c.Name, "instance_url": c.InstanceURL, "client_id": c.ClientID,
-		})
+		}, []NewEvent{{Type: EventConnectionDeleted, Data: map[string]any{"connection_id": c.ID}}})
 	})
 	switch {
 	case checkErr != nil:

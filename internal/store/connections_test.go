@@ -41,6 +41,7 @@ func TestCreateConnection(t *testing.T) {
 		want.Status = model.StatusUntested
 		want.Version = 1
 		want.CreatedAt, want.UpdatedAt, want.SecretUpdatedAt = got.CreatedAt, got.UpdatedAt, got.SecretUpdatedAt
+		want.StatusSince = &got.CreatedAt
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("CreateConnection returned (-want +got):\n%s", diff)
 		}
@@ -59,6 +60,7 @@ func TestCreateConnection(t *testing.T) {
 
 		got := create(t, s, in)
 		in.Version = 1
+		in.StatusSince = &in.CreatedAt
 		if diff := cmp.Diff(in, got); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/dynconn/dynconn/internal/model"
 )
 
 // Event types (contract: design.md, "Scheduled re-checks and events"). Do not
@@ -212,4 +214,15 @@ func (s *Store) PruneEvents(ctx context.Context, retention time.Duration) (int64
 			return total, nil
 		}
 	}
+}
+
+// statusChanged is the connection.status_changed event of the connection
+// with the given id: from and to, and the failure that made it (nil when the
+// change is not a failure).
+func statusChanged(connectionID string, from, to model.Status, failure *model.TestError, trigger model.Trigger) NewEvent {
+	data := map[string]any{"connection_id": connectionID, "from": from, "to": to, "code": nil, "setup_step": nil, "trigger": trigger}
+	if failure != nil {
+		data["code"], data["setup_step"] = failure.Code, failure.SetupStep
+	}
+	return NewEvent{Type: EventConnectionStatusChanged, Data: data}
 }

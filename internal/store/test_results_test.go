@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
@@ -22,7 +23,7 @@ func TestTestHistoryKeepsTheLast50(t *testing.T) {
 	c := create(t, s, newConnection(account))
 	for i := range store.TestHistoryLength + 5 {
 		r := store.TestRecord{Status: model.StatusConnected, Result: []byte(fmt.Sprintf(`{"n": %d}`, i)), TestedVersion: c.Version}
-		if err := s.RecordTestResult(ctx, account, uuid.MustParse(c.ID), testAudit, r); err != nil {
+		if _, err := s.RecordTestResult(ctx, account, uuid.MustParse(c.ID), testAudit, r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -50,7 +51,7 @@ func TestTestHistoryKeepsTheLast50(t *testing.T) {
 	}
 	// Another account's record touches neither the history nor the row.
 	r := store.TestRecord{Status: model.StatusFailing, Result: []byte(`{"n": -1}`), TestedVersion: c.Version}
-	if err := s.RecordTestResult(ctx, other, uuid.MustParse(c.ID), testAudit, r); err != store.ErrNotFound {
+	if _, err := s.RecordTestResult(ctx, other, uuid.MustParse(c.ID), testAudit, r); err != store.ErrNotFound {
 		t.Errorf("another account's record: err = %v, want ErrNotFound", err)
 	}
 	if page, _, err := s.TestResults(ctx, account, uuid.MustParse(c.ID), store.Page{Limit: store.MaxLimit}); err != nil || len(page) != store.TestHistoryLength {
@@ -76,8 +77,8 @@ func TestResultOfAReplacedSecretLeavesStatus(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	r := store.TestRecord{Status: model.StatusFailing, Result: []byte(`{"ok": false}`), Code: "client_secret_expired", SecretExpired: true, TestedVersion: tested}
-	if err := s.RecordTestResult(ctx, account, uuid.MustParse(c.ID), testAudit, r); err != nil {
+	r := store.TestRecord{Status: model.StatusFailing, Result: []byte(`{"ok": false}`), Failure: &model.TestError{Code: "client_secret_expired"}, SecretExpired: true, TestedVersion: tested}
+	if _, err := s.RecordTestResult(ctx, account, uuid.MustParse(c.ID), testAudit, r); err != nil {
 		t.Fatal(err)
 	}
 	got := get(t, s, account, c.ID)
@@ -96,17 +97,17 @@ func TestRecordTestResult(t *testing.T) {
 	c := create(t, s, newConnection(account))
 	result := []byte(`{"ok": true, "checks": [{"name": "token", "status": "passed"}]}`)
 
-	if err := s.RecordTestResult(ctx, other, uuid.MustParse(c.ID), testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, TestedVersion: c.Version}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.RecordTestResult(ctx, other, uuid.MustParse(c.ID), testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, TestedVersion: c.Version}); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("another account: err = %v, want ErrNotFound", err)
 	}
 	if diff := cmp.Diff(c, get(t, s, account, c.ID)); diff != "" {
 		t.Fatalf("another account's save changed the row (-before +after):\n%s", diff)
 	}
-	if err := s.RecordTestResult(ctx, account, uuid.New(), testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, TestedVersion: c.Version}); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.RecordTestResult(ctx, account, uuid.New(), testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, TestedVersion: c.Version}); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown id: err = %v, want ErrNotFound", err)
 	}
 
-	if err := s.RecordTestResult(ctx, account, uuid.MustParse(c.ID), testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, TestedVersion: c.Version}); err != nil {
+	if _, err := s.RecordTestResult(ctx, account, uuid.MustParse(c.ID), testAudit, store.TestRecord{Status: model.StatusConnected, Result: result, TestedVersion: c.Version}); err != nil {
 		t.Fatalf("RecordTestResult: %v", err)
 	}
 	got := get(t, s, account, c.ID)
@@ -124,7 +125,138 @@ func TestRecordTestResult(t *testing.T) {
 		t.Errorf("LastTest (-want +got):\n%s", diff)
 	}
 
-	if err := s.RecordTestResult(ctx, account, uuid.MustParse(c.ID), testAudit, store.TestRecord{Status: "bogus", Result: result, TestedVersion: got.Version}); err == nil {
+	if _, err := s.RecordTestResult(ctx, account, uuid.MustParse(c.ID), testAudit, store.TestRecord{Status: "bogus", Result: result, TestedVersion: got.Version}); err == nil {
 		t.Error("status bogus was accepted")
+	}
+}
+
+// TestTransientFailuresFlipAtTheThird: scheduled failures without a setup
+// step change the status only at the third in a row; one with a setup step,
+// or a manual one, changes it at once; a pass resets the count. Each change
+// writes one status_changed event with the failure's code and the trigger.
+func TestTransientFailuresFlipAtTheThird(t *testing.T) {
+	t.Parallel()
+	s := storetest.New(t)
+	ctx := context.Background()
+	c := create(t, s, newConnection(account))
+	id := uuid.MustParse(c.ID)
+	step := "client_secret"
+	unavailable := &model.TestError{Code: "microsoft_unavailable"}
+	record := func(status model.Status, failure *model.TestError, trigger model.Trigger) store.Recorded {
+		t.Helper()
+		r := store.TestRecord{Status: status, Result: []byte(`{}`), Failure: failure, Trigger: trigger,
+			Transient: failure != nil && failure.SetupStep == nil, TestedVersion: get(t, s, account, c.ID).Version,
+			RecheckInterval: time.Hour}
+		change, err := s.RecordTestResult(ctx, account, id, testAudit, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return change
+	}
+	steps := []struct {
+		status  model.Status
+		failure *model.TestError
+		trigger model.Trigger
+		want    model.Status
+	}{
+		{model.StatusConnected, nil, model.TriggerScheduled, model.StatusConnected},
+		{model.StatusFailing, unavailable, model.TriggerScheduled, model.StatusConnected},
+		{model.StatusFailing, unavailable, model.TriggerScheduled, model.StatusConnected},
+		{model.StatusFailing, unavailable, model.TriggerScheduled, model.StatusFailing}, // the third
+		{model.StatusConnected, nil, model.TriggerScheduled, model.StatusConnected},
+		{model.StatusFailing, unavailable, model.TriggerScheduled, model.StatusConnected}, // counting anew
+		{model.StatusFailing, &model.TestError{Code: "client_secret_expired", SetupStep: &step}, model.TriggerScheduled, model.StatusFailing},
+		{model.StatusConnected, nil, model.TriggerManual, model.StatusConnected},
+		{model.StatusFailing, unavailable, model.TriggerManual, model.StatusFailing}, // manual: at once
+	}
+	for i, st := range steps {
+		if got := record(st.status, st.failure, st.trigger); got.To != st.want {
+			t.Fatalf("step %d: status %s, want %s", i, got.To, st.want)
+		}
+	}
+	got := eventually(t, s, account, func(e []store.Event) bool { return len(e) >= 7 })
+	changes := []string{}
+	for _, e := range got[1:] {
+		d := data(t, e)
+		changes = append(changes, d["from"].(string)+">"+d["to"].(string)+" "+d["trigger"].(string)+" "+fmt.Sprint(d["code"])+" "+fmt.Sprint(d["setup_step"]))
+	}
+	want := []string{
+		"untested>connected scheduled <nil> <nil>",
+		"connected>failing scheduled microsoft_unavailable <nil>",
+		"failing>connected scheduled <nil> <nil>",
+		"connected>failing scheduled client_secret_expired client_secret",
+		"failing>connected manual <nil> <nil>",
+		"connected>failing manual microsoft_unavailable <nil>",
+	}
+	if diff := cmp.Diff(want, changes); diff != "" {
+		t.Errorf("status_changed events (-want +got):\n%s", diff)
+	}
+	after := get(t, s, account, c.ID)
+	if after.LastCheckedAt == nil || after.NextCheckAt == nil || after.StatusSince == nil ||
+		after.NextCheckAt.Sub(*after.LastCheckedAt) < 54*time.Minute || after.NextCheckAt.Sub(*after.LastCheckedAt) > 66*time.Minute {
+		t.Errorf("checked %v, next %v: want the next about an hour later", after.LastCheckedAt, after.NextCheckAt)
+	}
+	// Only the manual tests are in the audit trail.
+	trail, _, err := s.AuditTrail(ctx, account, id, store.Page{Limit: store.MaxLimit})
+	if err != nil || len(trail) != 3 {
+		t.Errorf("audit trail holds %d events (%v), want create and two manual tests", len(trail), err)
+	}
+}
+
+// TestClaimTest: one claim at a time per connection, released by the record;
+// the rate limit refuses past its burst with the wait; a scheduled claim
+// takes no token; a foreign connection is not found.
+func TestClaimTest(t *testing.T) {
+	t.Parallel()
+	s := storetest.New(t)
+	ctx := context.Background()
+	c := create(t, s, newConnection(account))
+	id := uuid.MustParse(c.ID)
+	limit := &store.RateLimit{Every: time.Hour, Burst: 2}
+
+	first, err := s.ClaimTest(ctx, account, id, limit, time.Minute)
+	if err != nil || !first.Claimed || first.Connection.ID != c.ID {
+		t.Fatalf("first claim: %+v, %v", first, err)
+	}
+	second, err := s.ClaimTest(ctx, account, id, limit, time.Minute)
+	if err != nil || second.Claimed {
+		t.Fatalf("second claim while the first holds: %+v, %v", second, err)
+	}
+	var limited *store.RateLimitedError
+	if _, err := s.ClaimTest(ctx, account, id, limit, time.Minute); !errors.As(err, &limited) ||
+		limited.RetryAfter <= 59*time.Minute || limited.RetryAfter > time.Hour {
+		t.Fatalf("third manual claim within the hour: %v", err)
+	}
+	if err := s.TakeTestToken(ctx, account, *limit); !errors.As(err, &limited) {
+		t.Errorf("a token past the burst: %v", err)
+	}
+	if err := s.TakeTestToken(ctx, other, *limit); err != nil {
+		t.Errorf("another account's bucket: %v", err)
+	}
+	st, err := s.TestStateSince(ctx, account, id, second.Since)
+	if err != nil || !st.Running || st.Result != nil {
+		t.Errorf("state while running: %+v, %v", st, err)
+	}
+	if _, err := s.RecordTestResult(ctx, account, id, testAudit, store.TestRecord{Status: model.StatusConnected,
+		Result: []byte(`{"ok": true}`), TestedVersion: first.Connection.Version}); err != nil {
+		t.Fatal(err)
+	}
+	st, err = s.TestStateSince(ctx, account, id, second.Since)
+	if err != nil || st.Running || string(st.Result) != `{"ok": true}` {
+		t.Errorf("state after the record: running %t result %s, %v", st.Running, st.Result, err)
+	}
+	// Scheduled: no token needed, and the record released the claim.
+	sched, err := s.ClaimTest(ctx, account, id, nil, time.Minute)
+	if err != nil || !sched.Claimed {
+		t.Fatalf("scheduled claim: %+v, %v", sched, err)
+	}
+	if err := s.ReleaseTest(ctx, account, id); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.ClaimTest(ctx, account, id, nil, time.Minute); err != nil || !again.Claimed {
+		t.Errorf("claim after release: %+v, %v", again, err)
+	}
+	if _, err := s.ClaimTest(ctx, other, id, nil, time.Minute); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("another account's connection: %v", err)
 	}
 }
