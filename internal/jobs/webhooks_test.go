@@ -40,14 +40,14 @@ const testRetryBase = 20 * time.Millisecond
 
 // hookEnv is a database with the pieces of webhook delivery around it.
 type hookEnv struct {
-	t      *testing.T
+	t      testing.TB
 	pool   *pgxpool.Pool
 	st     *store.Store
 	keys   *crypto.Keyring
 	logger *slog.Logger
 }
 
-func newHookEnv(t *testing.T) *hookEnv {
+func newHookEnv(t testing.TB) *hookEnv {
 	t.Helper()
 	line, err := crypto.GenerateKey()
 	if err != nil {
@@ -107,7 +107,7 @@ func (e *hookEnv) startReplica(cfg jobs.WebhookConfig, base ...jobs.Config) *rep
 }
 
 // stop drains the replica's jobs and stops its dispatcher; again is a no-op.
-func (r *replica) stop(t *testing.T) {
+func (r *replica) stop(t testing.TB) {
 	r.cancel()
 	<-r.done
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -120,7 +120,7 @@ func (r *replica) stop(t *testing.T) {
 
 // kill stops the replica without letting running deliveries finish: their
 // requests are cancelled mid-flight, as when a replica dies.
-func (r *replica) kill(t *testing.T) {
+func (r *replica) kill(t testing.TB) {
 	r.cancel()
 	<-r.done
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -180,7 +180,7 @@ func (e *hookEnv) delivery(eventID int64, webhookID string) (status string, atte
 
 // eventually polls cond until it holds, failing the test after a generous
 // bound (a deadline for a hung test, not a timing assertion).
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
@@ -206,7 +206,7 @@ type receiver struct {
 	hits []hit
 }
 
-func newReceiver(t *testing.T, answer func(w http.ResponseWriter, r *http.Request, seen int)) *receiver {
+func newReceiver(t testing.TB, answer func(w http.ResponseWriter, r *http.Request, seen int)) *receiver {
 	t.Helper()
 	rc := &receiver{}
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
