@@ -4,6 +4,8 @@
 # With DATABASE_URL set, that server is used and no private cluster is started.
 # make run DYNAMICS_ALLOW_LOOPBACK=true (or make run-with-simulator) lets the
 # service talk to the local simulator (make simulator) instead of Microsoft.
+# make run sends webhooks to loopback receivers (WEBHOOK_ALLOW_LOOPBACK=true),
+# so make webhook-receiver can subscribe itself and print signed events.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,12 +16,13 @@ PG := bash scripts/dev-postgres.sh
 # The database for recipes: DATABASE_URL when given, else the private cluster.
 DB_URL = $${DATABASE_URL:-$$($(PG) url)}
 
-.PHONY: help run run-with-simulator simulator test bench db db-stop fmt vet lint
+.PHONY: help run run-with-simulator simulator webhook-receiver test bench db db-stop fmt vet lint
 
 help:
 	@echo 'make run                 serve on :8080 (private PostgreSQL unless DATABASE_URL is set)'
 	@echo 'make run-with-simulator  the same, with DYNAMICS_ALLOW_LOOPBACK=true for make simulator'
 	@echo 'make simulator           run the local Dynamics 365 / Entra simulator'
+	@echo 'make webhook-receiver    subscribe a local endpoint to make run'"'"'s events and print them, verified'
 	@echo 'make test                go test -race ./... against PostgreSQL'
 	@echo 'make bench               benchmarks, ending with create/pgbench and test-overhead figures'
 	@echo 'make db | db-stop        start / stop the private PostgreSQL (scripts/dev-postgres.sh)'
@@ -46,7 +49,7 @@ $(DEV)/hs256:
 run: db $(DEV)/keys $(DEV)/hs256
 	@export DATABASE_URL="$(DB_URL)" ENCRYPTION_KEYS_FILE="$(CURDIR)/$(DEV)/keys" \
 		AUTH_HS256_SECRET="$$(cat $(DEV)/hs256)" LISTEN_ADDR="$${LISTEN_ADDR:-:8080}" \
-		METRICS_ADDR="$${METRICS_ADDR:-127.0.0.1:9090}"; \
+		METRICS_ADDR="$${METRICS_ADDR:-127.0.0.1:9090}" WEBHOOK_ALLOW_LOOPBACK="$${WEBHOOK_ALLOW_LOOPBACK:-true}"; \
 	go build -o bin/dynconn-server ./cmd/server; \
 	token=$$(go run ./cmd/devtoken); \
 	echo; \
@@ -61,6 +64,8 @@ run: db $(DEV)/keys $(DEV)/hs256
 	echo "The modal:  http://localhost:8080/modal/#token=$$token"; \
 	echo "Readiness:  curl -sS localhost:8080/readyz"; \
 	echo "Metrics:    curl -sS $$METRICS_ADDR/metrics"; \
+	echo "Webhooks:   make webhook-receiver   (in another terminal: subscribes http://127.0.0.1:9000/webhooks"; \
+	echo "            to this server's events, prints each one with its verified signature, unsubscribes on Ctrl-C)"; \
 	if [[ "$${DYNAMICS_ALLOW_LOOPBACK:-}" == true ]]; then echo "DYNAMICS_ALLOW_LOOPBACK=true: http://127.0.0.1:PORT instance URLs (make simulator) are allowed"; fi; \
 	echo; \
 	exec bin/dynconn-server serve
@@ -70,6 +75,13 @@ run-with-simulator:
 
 simulator:
 	go run ./cmd/dynamics-simulator
+
+# webhook-receiver: the dev token of make run's secret, unless TOKEN is set;
+# DYNCONN_URL is the server (default http://localhost:8080); RECEIVER_FLAGS adds
+# flags, e.g. RECEIVER_FLAGS='-fail-first 2' to watch retries.
+webhook-receiver: $(DEV)/hs256
+	@export TOKEN="$${TOKEN:-$$(AUTH_HS256_SECRET="$$(cat $(DEV)/hs256)" go run ./cmd/devtoken)}"; \
+	exec go run ./cmd/webhook-receiver -subscribe "$${DYNCONN_URL:-http://localhost:8080}" $${RECEIVER_FLAGS:-}
 
 test: db
 	DATABASE_URL="$(DB_URL)" go test -race -count=1 ./...

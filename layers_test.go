@@ -14,7 +14,7 @@ const module = "github.com/dynconn/dynconn"
 // allowedImports draws the architecture: for every package of the module,
 // the packages of ours it may import directly. Imports point one way, from
 // cmd down to the leaves (design.md, "Layout"):
-//   - the leaves (model, secret, crypto) import nothing of ours above them;
+//   - the leaves (model, secret, crypto, outbound) import nothing of ours above them;
 //   - store knows no HTTP, no Microsoft and no keys (no api, dynamics, crypto);
 //   - dynamics knows no storage and no HTTP API (no store, api);
 //   - nothing but cmd imports api.
@@ -22,29 +22,33 @@ const module = "github.com/dynconn/dynconn"
 // A new package must be added here, which makes its place in the house a
 // decision rather than an accident.
 var allowedImports = map[string][]string{
-	"":                               nil, // the root package holds the OpenAPI document
-	"migrations":                     nil,
-	"internal/model":                 nil,
-	"internal/secret":                nil,
-	"internal/logtest":               nil, // test support: a log buffer safe for concurrent use
-	"web":                            nil, // the modal's static files
-	"internal/crypto":                nil,
-	"internal/credential":            nil,
-	"internal/auth":                  {"internal/secret"},
-	"internal/dynamics":              {"internal/credential", "internal/model", "internal/secret"},
-	"internal/dynamics/simulator":    {"internal/credential", "internal/model"},
-	"internal/store":                 {"internal/model", "migrations"},
-	"internal/store/storetest":       {"internal/store", "migrations"},
-	"internal/rotation":              {"internal/crypto", "internal/model", "internal/store"},
-	"internal/jobs":                  {"internal/checker", "internal/store"},
+	"":                            nil, // the root package holds the OpenAPI document
+	"migrations":                  nil,
+	"internal/model":              nil,
+	"internal/secret":             nil,
+	"internal/logtest":            nil, // test support: a log buffer safe for concurrent use
+	"web":                         nil, // the modal's static files
+	"internal/crypto":             nil,
+	"internal/credential":         nil,
+	"internal/outbound":           nil,
+	"internal/auth":               {"internal/secret"},
+	"internal/dynamics":           {"internal/credential", "internal/model", "internal/outbound", "internal/secret"},
+	"internal/dynamics/simulator": {"internal/credential", "internal/model"},
+	"internal/webhook":            {"internal/outbound", "internal/secret"},
+	"internal/store":              {"internal/model", "migrations"},
+	"internal/store/storetest":    {"internal/store", "migrations"},
+	"internal/rotation":           {"internal/crypto", "internal/model", "internal/store"},
+	"internal/jobs": {"internal/checker", "internal/crypto", "internal/model", "internal/secret", "internal/store",
+		"internal/webhook"},
 	"internal/rotation/rotationtest": {"internal/crypto", "internal/model", "internal/store"},
 	"internal/checker":               {"internal/credential", "internal/crypto", "internal/dynamics", "internal/model", "internal/secret", "internal/store"},
 	"internal/api": {"", "internal/auth", "internal/checker", "internal/credential", "internal/crypto", "internal/dynamics",
-		"internal/model", "internal/secret", "internal/store", "web"},
+		"internal/model", "internal/secret", "internal/store", "internal/webhook", "web"},
 	"cmd/devtoken":           {"internal/auth"},
 	"cmd/dynamics-simulator": {"internal/dynamics/simulator"},
+	"cmd/webhook-receiver":   nil, // verifies with the Standard Webhooks library, as a customer's receiver would
 	"cmd/server": {"internal/api", "internal/auth", "internal/checker", "internal/credential", "internal/crypto", "internal/dynamics", "internal/jobs",
-		"internal/rotation", "internal/secret", "internal/store"},
+		"internal/outbound", "internal/rotation", "internal/secret", "internal/store", "internal/webhook"},
 }
 
 func TestImportsPointDown(t *testing.T) {

@@ -34,6 +34,11 @@ type config struct {
 	// RecheckWorkers (RECHECK_WORKERS, default 10): scheduled re-checks.
 	RecheckInterval time.Duration
 	RecheckWorkers  int
+	// WebhookAllowLoopback (WEBHOOK_ALLOW_LOOPBACK) admits
+	// http://127.0.0.1:PORT webhook endpoints; WebhookRetryBase
+	// (WEBHOOK_RETRY_BASE) is the first retry's delay.
+	WebhookAllowLoopback bool
+	WebhookRetryBase     time.Duration
 }
 
 // loadConfig reads and checks the environment, reporting every problem at
@@ -91,6 +96,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if s := getenv("RECHECK_WORKERS"); s != "" {
 		if cfg.RecheckWorkers, err = strconv.Atoi(s); err != nil || cfg.RecheckWorkers < 1 {
 			errs = append(errs, fmt.Errorf("RECHECK_WORKERS: %q is not a positive whole number", s))
+		}
+	}
+	if cfg.WebhookAllowLoopback, err = parseBool(getenv("WEBHOOK_ALLOW_LOOPBACK")); err != nil {
+		errs = append(errs, fmt.Errorf("WEBHOOK_ALLOW_LOOPBACK: %w", err))
+	}
+	cfg.WebhookRetryBase = jobs.DefaultRetryBase
+	if s := getenv("WEBHOOK_RETRY_BASE"); s != "" {
+		if cfg.WebhookRetryBase, err = time.ParseDuration(s); err != nil || cfg.WebhookRetryBase <= 0 {
+			errs = append(errs, fmt.Errorf("WEBHOOK_RETRY_BASE: %q is not a positive duration (for example 30s)", s))
 		}
 	}
 	if s := getenv("LOG_LEVEL"); s != "" {

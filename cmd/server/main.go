@@ -28,7 +28,9 @@ import (
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/jobs"
+	"github.com/dynconn/dynconn/internal/outbound"
 	"github.com/dynconn/dynconn/internal/store"
+	"github.com/dynconn/dynconn/internal/webhook"
 )
 
 func main() {
@@ -111,6 +113,12 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 		logger.Warn("RECHECK_INTERVAL is under a minute: every connection is tested that often, against Microsoft's limits. Use it for development and tests only.",
 			"interval", cfg.RecheckInterval.String())
 	}
+	if cfg.WebhookAllowLoopback {
+		logger.Warn("WEBHOOK_ALLOW_LOOPBACK is on: webhooks may be sent to http://127.0.0.1. Use it for development and tests only, never in production.")
+	}
+	if cfg.WebhookRetryBase < time.Minute {
+		logger.Warn("WEBHOOK_RETRY_BASE is under a minute: fine for tests and demos, too eager for receivers in production", "retry_base", cfg.WebhookRetryBase.String())
+	}
 
 	// Migrations hold golang-migrate's advisory lock, so replicas can start together.
 	if err := store.Migrate(cfg.DatabaseURL.Reveal(), "up"); err != nil {
@@ -136,21 +144,30 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := api.NewMetrics(reg)
 	chk := checker.New(st, keys, dyn, checker.Options{RecheckInterval: cfg.RecheckInterval, Metrics: checker.NewMetrics(reg)})
-	// Background work (re-checks, expiry notices, pruning) runs on River,
-	// beside the HTTP server, on the store's pool.
+
+	// Background work runs on River, in every replica, on the store's pool:
+	// re-checks, expiry notices, pruning, and webhook delivery, fed by the
+	// outbox dispatcher.
+	sender := webhook.NewSender(webhook.Options{Outbound: outbound.Options{AllowLoopback: cfg.WebhookAllowLoopback}})
+	defer sender.CloseIdleConnections()
+	hooks := jobs.WebhookConfig{RetryBase: cfg.WebhookRetryBase, Sender: sender, Metrics: jobs.NewDeliveryMetrics(reg)}
+	workers := river.NewWorkers()
+	jobs.AddDeliveryWorker(workers, st, keys, logger, hooks)
 	bg, err := jobs.New(st.Pool(), logger, jobs.Config{RecheckInterval: cfg.RecheckInterval, RecheckWorkers: cfg.RecheckWorkers,
-		Checker: chk, Metrics: jobs.NewMetrics(reg, st.Pool())}, river.NewWorkers())
+		Checker: chk, Metrics: jobs.NewMetrics(reg, st.Pool()), Queues: map[string]int{jobs.QueueWebhooks: jobs.DefaultWebhookWorkers}}, workers)
 	if err != nil {
 		return err
 	}
 	if err := bg.Start(ctx); err != nil {
 		return err
 	}
+	go jobs.NewDispatcher(st, bg.Client, logger, hooks, 0).Run(ctx)
 
+	apiOpts := api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics, WebhookAllowLoopback: cfg.WebhookAllowLoopback,
+		CORSAllowedOrigins: cfg.CORSOrigins, RequestHashKey: hashKey, CertificateValidity: cfg.CertificateValidity}
 	srv := &http.Server{
-		Addr: cfg.ListenAddr,
-		Handler: api.NewServer(logger, st, keys, verifier, chk, dyn, api.Options{AllowLoopback: cfg.AllowLoopback, Metrics: metrics,
-			CORSAllowedOrigins: cfg.CORSOrigins, RequestHashKey: hashKey, CertificateValidity: cfg.CertificateValidity}),
+		Addr:              cfg.ListenAddr,
+		Handler:           api.NewServer(logger, st, keys, verifier, chk, dyn, apiOpts),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      60 * time.Second, // a connection test may take its full 25 s deadline
@@ -197,6 +214,9 @@ func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) er
 	}
 	err = srv.Shutdown(shutdownCtx)
 	if err = errors.Join(err, <-jobsErr); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := bg.Stop(shutdownCtx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	logger.Info("stopped")

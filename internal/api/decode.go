@@ -107,6 +107,36 @@ func (o *object) str(field string) (string, bool) {
 	return s, true
 }
 
+// boolean returns a true/false field, as str does.
+func (o *object) boolean(field string) (bool, bool) {
+	o.seen[field] = true
+	v, ok := o.raw[field]
+	if !ok || o.isNull(field) {
+		return false, false
+	}
+	var b bool
+	if err := json.Unmarshal(v, &b); err != nil {
+		o.add(field, "invalid_type", "This field must be true or false.")
+		return false, false
+	}
+	return b, true
+}
+
+// strList returns a field that is a list of text values, as str does.
+func (o *object) strList(field string) ([]string, bool) {
+	o.seen[field] = true
+	v, ok := o.raw[field]
+	if !ok || o.isNull(field) {
+		return nil, false
+	}
+	var list []string
+	if err := json.Unmarshal(v, &list); err != nil || list == nil {
+		o.add(field, "invalid_type", "This field must be a list of text values, such as [\"connection.status_changed\"].")
+		return nil, false
+	}
+	return list, true
+}
+
 // timestamp returns an RFC 3339 timestamp field, as str does.
 func (o *object) timestamp(field string) (time.Time, bool) {
 	s, ok := o.str(field)
@@ -177,6 +207,16 @@ func parseConnectionID(s string) (uuid.UUID, error) {
 	id, err := uuid.Parse(s)
 	if err != nil {
 		return uuid.UUID{}, store.ErrNotFound
+	}
+	return id, nil
+}
+
+// webhookID parses the {id} of a webhook's path; anything but a uuid is an
+// unknown id: 404.
+func webhookID(r *http.Request) (uuid.UUID, error) {
+	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	if err != nil {
+		return uuid.UUID{}, store.ErrWebhookNotFound
 	}
 	return id, nil
 }

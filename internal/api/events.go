@@ -1,27 +1,19 @@
 package api
 
 import (
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/dynconn/dynconn/internal/store"
+	"github.com/dynconn/dynconn/internal/webhook"
 )
 
-// eventResponse is an event in the contract's shape, the same object that
-// webhooks deliver.
-type eventResponse struct {
-	ID        string          `json:"id"`
-	Type      string          `json:"type"`
-	Timestamp time.Time       `json:"timestamp"`
-	Data      json.RawMessage `json:"data"`
-}
-
-func toEventResponse(e store.Event) eventResponse {
-	return eventResponse{ID: e.PublicID, Type: e.Type, Timestamp: e.CreatedAt, Data: e.Data}
+// toEventResponse is e in the contract's shape: webhook.Event, the very
+// object that webhooks deliver.
+func toEventResponse(e store.Event) webhook.Event {
+	return webhook.Event{ID: e.PublicID, Type: e.Type, Timestamp: e.CreatedAt, Data: e.Data}
 }
 
 // handleEventList answers a page of the caller's account's events, oldest
@@ -49,7 +41,7 @@ func handleEventList(logger *slog.Logger, st *store.Store) http.Handler {
 		if err != nil {
 			return err
 		}
-		items := make([]eventResponse, len(events))
+		items := make([]webhook.Event, len(events))
 		for i, e := range events {
 			items[i] = toEventResponse(e)
 		}

@@ -36,6 +36,8 @@ const (
 	typeInFlight      = typeBase + "idempotency-in-flight"
 	typeKeyReused     = typeBase + "idempotency-key-reused"
 	typeUnavailable   = typeBase + "unavailable"
+	typeWebhookLimit  = typeBase + "webhook-limit"
+	typeWebhookOff    = typeBase + "webhook-disabled"
 
 	typeCertificateUntested = typeBase + "next-certificate-untested"
 	typeForbidden           = typeBase + "forbidden"
@@ -114,6 +116,14 @@ func problemFor(ctx context.Context, err error) problem {
 		return problem{Type: typeUnauthorized, Title: "Authentication required.", Status: http.StatusUnauthorized, Detail: authDetail(err)}
 	case errors.Is(err, store.ErrNotFound):
 		return problem{Type: typeNotFound, Title: "Connection not found.", Status: http.StatusNotFound}
+	case errors.Is(err, store.ErrWebhookNotFound):
+		return problem{Type: typeNotFound, Title: "Webhook not found.", Status: http.StatusNotFound}
+	case errors.Is(err, store.ErrWebhookLimit):
+		return problem{Type: typeWebhookLimit, Title: fmt.Sprintf("An account can have at most %d webhook endpoints.", model.MaxWebhooksPerAccount),
+			Status: http.StatusConflict, Detail: "Delete an endpoint you no longer use, or subscribe an existing one to more event types."}
+	case errors.Is(err, store.ErrWebhookDisabled):
+		return problem{Type: typeWebhookOff, Title: "The webhook is disabled.", Status: http.StatusConflict,
+			Detail: `Nothing is sent to a disabled endpoint. Enable it with PATCH {"disabled": false}, then ping it.`}
 	case errors.As(err, &conflict):
 		return problem{Type: typeConflict, Title: "A connection for this instance and client ID already exists.", Status: http.StatusConflict,
 			Detail: "Test or update the existing connection " + conflict.ExistingID + " instead of creating another.", ExistingID: conflict.ExistingID}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/dynconn/dynconn"
 	"github.com/dynconn/dynconn/internal/auth"
-	"github.com/dynconn/dynconn/internal/credential"
 	"github.com/dynconn/dynconn/internal/checker"
+	"github.com/dynconn/dynconn/internal/credential"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store"
@@ -39,6 +39,9 @@ type Options struct {
 	// CertificateValidity is how long the certificates dynconn makes are
 	// valid (CERTIFICATE_VALIDITY). Default credential.DefaultValidity.
 	CertificateValidity time.Duration
+	// WebhookAllowLoopback accepts http(s)://127.0.0.1:PORT webhook URLs, for
+	// a local receiver (WEBHOOK_ALLOW_LOOPBACK). Development and tests only.
+	WebhookAllowLoopback bool
 }
 
 func (o *Options) defaults() {
@@ -97,6 +100,13 @@ func addRoutes(r chi.Router, logger *slog.Logger, st *store.Store, keys *crypto.
 		r.Method(http.MethodPost, "/connections/{id}/certificate/next/activate", handleNextCertificateActivate(logger, st, keys, opts))
 		r.Method(http.MethodPost, "/connections/{id}/token", handleConnectionToken(logger, st, keys, tc, opts.Metrics))
 		r.Method(http.MethodGet, "/events", handleEventList(logger, st))
+		r.Method(http.MethodPost, "/webhooks", handleWebhookCreate(logger, st, keys, opts))
+		r.Method(http.MethodGet, "/webhooks", handleWebhookList(logger, st))
+		r.Method(http.MethodGet, "/webhooks/{id}", handleWebhookGet(logger, st))
+		r.Method(http.MethodPatch, "/webhooks/{id}", handleWebhookUpdate(logger, st, opts))
+		r.Method(http.MethodDelete, "/webhooks/{id}", handleWebhookDelete(logger, st))
+		r.Method(http.MethodPost, "/webhooks/{id}/ping", handleWebhookPing(logger, st))
+		r.Method(http.MethodGet, "/webhooks/{id}/deliveries", handleWebhookDeliveries(logger, st))
 	})
 }
 

@@ -1,5 +1,6 @@
-// Package crypto seals client secrets, and the private keys of certificate
-// credentials, at rest with envelope encryption.
+// Package crypto seals secrets at rest (connections' client secrets, the
+// private keys of certificate credentials, webhook signing secrets) with
+// envelope encryption.
 //
 // Each secret gets its own fresh random 256-bit data key (DEK). The secret is
 // sealed with the DEK using AES-256-GCM, with associated data that binds it to
@@ -99,6 +100,7 @@ const (
 	// Domain separation: each kind of sealed value has its own label.
 	adLabel               = "dynconn.secret.1"          // client secrets
 	adLabelCertificateKey = "dynconn.certificate-key.1" // certificates' private keys
+	adLabelWebhook        = "dynconn.webhook-secret.1"  // webhook signing secrets
 )
 
 // AssociatedData returns the associated data that binds a sealed secret to
@@ -117,6 +119,14 @@ func AssociatedData(account, connectionID string) []byte {
 // The same rules as AssociatedData apply to the connection id.
 func CertificateKeyAssociatedData(account, connectionID, slot string) []byte {
 	return associatedData(adLabelCertificateKey, account, connectionID, slot)
+}
+
+// WebhookAssociatedData is AssociatedData for a webhook endpoint's signing
+// secret: bound to the account and the webhook id, under its own label, so a
+// webhook's sealed secret never opens as a connection's, or the other way
+// round, even under one id.
+func WebhookAssociatedData(account, webhookID string) []byte {
+	return associatedData(adLabelWebhook, account, webhookID)
 }
 
 // associatedData is label followed by each part, length-prefixed.

@@ -363,6 +363,23 @@ func TestAssociatedDataIsUnambiguous(t *testing.T) {
 	if !bytes.Equal(crypto.AssociatedData("a", "b"), crypto.AssociatedData("a", "b")) {
 		t.Error("AssociatedData is not deterministic")
 	}
+	if bytes.Equal(crypto.AssociatedData("a", "b"), crypto.WebhookAssociatedData("a", "b")) {
+		t.Error("a connection's and a webhook's associated data are equal")
+	}
+}
+
+// TestWebhookSecretDoesNotOpenAsClientSecret: a webhook's sealed secret is
+// bound to its kind, so it cannot be moved into a connection row with the
+// same account and id (or back).
+func TestWebhookSecretDoesNotOpenAsClientSecret(t *testing.T) {
+	k := mustKeyring(t, entry("k1", bytes.Repeat([]byte{1}, 32)), "")
+	env := mustSeal(t, k, []byte("whsec_x"), crypto.WebhookAssociatedData("acct", "id"))
+	if _, err := k.Open(context.Background(), env, crypto.AssociatedData("acct", "id")); !errors.Is(err, crypto.ErrUnwrap) {
+		t.Fatalf("Open as a client secret: %v, want ErrUnwrap", err)
+	}
+	if got, err := k.Open(context.Background(), env, crypto.WebhookAssociatedData("acct", "id")); err != nil || string(got) != "whsec_x" {
+		t.Fatalf("Open as a webhook secret = %q, %v", got, err)
+	}
 }
 
 // A certificate's private key opens only with the associated data of its own

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dynconn/dynconn/internal/credential"
 	"github.com/dynconn/dynconn/internal/model"
+	"github.com/dynconn/dynconn/internal/outbound"
 )
 
 // Test runs the checks instance_url, tenant_discovery, token, whoami and
@@ -238,7 +239,7 @@ func (r *run) token(ctx context.Context) model.Check {
 	status := r.x.takeStatus()
 	if err != nil {
 		var re *oauth2.RetrieveError
-		var refused *refusedError
+		var refused *outbound.RefusedError
 		switch {
 		case r.x.sawOverflow() || ctx.Err() != nil || errors.As(err, &refused):
 			return r.transportFailure(ctx, err, false)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/dynconn/dynconn/internal/model"
+	"github.com/dynconn/dynconn/internal/outbound"
 )
 
 // This file turns what went wrong in a request into a diagnosis code: a
@@ -24,13 +25,13 @@ import (
 // discovery is true for the first request to the instance, where the
 // failure says something about the instance URL itself.
 func (r *run) transportFailure(ctx context.Context, err error, discovery bool) model.Check {
-	var refused *refusedError
+	var refused *outbound.RefusedError
 	var dnsErr *net.DNSError
 	var netErr net.Error
 	switch {
 	case errors.As(err, &refused):
-		return failed(CodeDestinationNotAllowed, refused.reason+".", nil)
-	case r.x.sawOverflow() || errors.Is(err, errBodyTooLarge):
+		return failed(CodeDestinationNotAllowed, refused.Reason+".", nil)
+	case r.x.sawOverflow() || errors.Is(err, outbound.ErrBodyTooLarge):
 		return failed(CodeResponseTooLarge, "The answer was over 1 MiB; dynconn stopped reading it.", nil)
 	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
 		detail := fmt.Sprintf("No answer within %s.", r.c.opts.StepTimeout)

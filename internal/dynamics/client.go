@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dynconn/dynconn/internal/credential"
+	"github.com/dynconn/dynconn/internal/outbound"
 	"github.com/dynconn/dynconn/internal/secret"
 )
 
@@ -48,6 +49,11 @@ type Options struct {
 	rootCAs *x509.CertPool
 }
 
+// outbound is the guard's share of opts.
+func (o Options) outbound() outbound.Options {
+	return outbound.Options{AllowLoopback: o.AllowLoopback, Lookup: o.Lookup, Dial: o.dial, RootCAs: o.rootCAs}
+}
+
 // Client tests Dynamics 365 credentials against Microsoft. It is safe for
 // concurrent use; create one per process so connections are reused.
 type Client struct {
@@ -78,7 +84,7 @@ func NewClient(opts Options) *Client {
 	return &Client{
 		opts:      opts,
 		logger:    logger,
-		transport: newTransport(opts),
+		transport: outbound.NewTransport(opts.outbound()),
 		cache:     newDiscoveryCache(opts.DiscoveryTTL, 4096, opts.Now),
 	}
 }

@@ -82,9 +82,9 @@ type Result struct {
 	// concurrent run rewrapped, or whose secret was replaced meanwhile, are
 	// not counted.
 	Rewrapped int64
-	// Failed maps the connection id of each row that could not be rewrapped
-	// to the reason, e.g. a wrapped DEK that does not authenticate. Such rows
-	// are left as they are.
+	// Failed maps each row that could not be rewrapped, named by its kind
+	// and id ("connection 0196…", "webhook 0196…"), to the reason, e.g. a
+	// wrapped DEK that does not authenticate. Such rows are left as they are.
 	Failed map[string]error
 	// After is the number of rows under each KEK id when Rotate ended; nil
 	// for a dry run or a run that stopped early.
@@ -118,11 +118,11 @@ func (r Result) Remaining() int64 {
 var ErrIncomplete = errors.New("rotation incomplete")
 
 // Rotate rewraps, under keys' active KEK, the data key of every stored
-// secret that is under another KEK. Every KEK that stored rows use must be in
+// secret (of every store.SecretKinds) that is under another KEK. Every KEK that stored rows use must be in
 // keys: otherwise it changes nothing and returns an error naming the missing
 // ones.
 //
-// It makes one pass over the table in id order, in batches that skip rows
+// It makes one pass over each table in id order, in batches that skip rows
 // others hold locked, then a second pass (only if rows under old KEKs remain)
 // whose batches wait for such locks, so that rows being edited during the
 // first pass are not missed. When ctx ends it stops between batches; the open
@@ -173,12 +173,11 @@ func Rotate(ctx context.Context, st *store.Store, keys *crypto.Keyring, o Option
 		return res, nil
 	}
 
-	r := &rotator{st: st, batch: batch, active: res.ActiveKEKID, res: &res,
+	r := &rotator{st: st, keys: keys, batch: batch, active: res.ActiveKEKID, res: &res,
 		progress: newProgress(o.Progress, res.ToRewrap, start)}
 	defer r.progress.finish()
-	r.rewrap = rewrapper(keys, &r.mu, res.Failed)
 
-	err = r.pass(ctx, false, workers)
+	err = r.passes(ctx, false, workers)
 	if err == nil && ctx.Err() == nil {
 		// The first pass skipped rows that others held locked; most were
 		// rewrapped by another run or got a new secret meanwhile.
@@ -189,7 +188,7 @@ func Rotate(ctx context.Context, st *store.Store, keys *crypto.Keyring, o Option
 			clear(res.Failed)
 			if len(oldKeys(counts, res.ActiveKEKID)) > 0 {
 				// One worker: waiting workers would only wait for each other.
-				err = r.pass(ctx, true, 1)
+				err = r.passes(ctx, true, 1)
 			}
 		}
 	}
@@ -221,7 +220,7 @@ func Rotate(ctx context.Context, st *store.Store, keys *crypto.Keyring, o Option
 // rotator runs the passes of one Rotate call.
 type rotator struct {
 	st       *store.Store
-	rewrap   store.RewrapFunc
+	keys     *crypto.Keyring
 	batch    int
 	active   string
 	progress progress
@@ -230,21 +229,33 @@ type rotator struct {
 	res *Result
 }
 
-// pass rewraps batches from the start of the table to its end, in workers
-// goroutines, each reading on from its own last row. Batches skip rows that
+// passes makes a pass over each kind of secret in turn, until one fails or
+// ctx ends.
+func (r *rotator) passes(ctx context.Context, wait bool, workers int) error {
+	for _, kind := range store.SecretKinds {
+		if err := r.pass(ctx, kind, wait, workers); err != nil || ctx.Err() != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pass rewraps batches of kind from the start of its table to its end, in
+// workers goroutines, each reading on from its own last row. Batches skip rows that
 // others hold locked, unless wait is set, so the workers of a pass (and of
 // other Rotate calls) take turns rather than wait for one another. Workers
 // stop between batches when ctx ends, which the caller then checks, or when
 // one of them fails, whose error pass returns.
-func (r *rotator) pass(ctx context.Context, wait bool, workers int) error {
+func (r *rotator) pass(ctx context.Context, kind store.SecretKind, wait bool, workers int) error {
+	rewrap := rewrapper(r.keys, &r.mu, r.res.Failed)
 	g, gctx := errgroup.WithContext(ctx)
 	for range workers {
 		g.Go(func() error {
-			o := store.RewrapOptions{ActiveKEKID: r.active, Limit: r.batch, Wait: wait}
+			o := store.RewrapOptions{Kind: kind, ActiveKEKID: r.active, Limit: r.batch, Wait: wait}
 			for gctx.Err() == nil {
 				// The batch runs to its end even if ctx ends meanwhile: it
 				// is short, and a clean commit is better than a rollback.
-				b, err := r.st.RewrapBatch(context.WithoutCancel(gctx), o, r.rewrap)
+				b, err := r.st.RewrapBatch(context.WithoutCancel(gctx), o, rewrap)
 				if err != nil {
 					return err
 				}
@@ -278,7 +289,7 @@ func incompleteError(res Result, n int64) error {
 		more = fmt.Sprintf(" and %d more", len(ids)-show)
 		ids = ids[:show]
 	}
-	return fmt.Errorf("%w: %d rows could not be rewrapped and remain under old keys (%s); connections %s%s: %w",
+	return fmt.Errorf("%w: %d rows could not be rewrapped and remain under old keys (%s); %s%s: %w",
 		ErrIncomplete, len(res.Failed), describe(oldKeys(res.After, res.ActiveKEKID), res.After),
 		strings.Join(ids, ", "), more, res.Failed[ids[0]])
 }
@@ -296,7 +307,7 @@ func rewrapper(keys *crypto.Keyring, mu *sync.Mutex, failed map[string]error) st
 				err = fmt.Errorf("private key of the %s certificate: %w", v.Slot, err)
 			}
 			mu.Lock()
-			failed[v.ConnectionID] = err
+			failed[v.Kind.Name+" "+v.ID] = err
 			mu.Unlock()
 			return model.SealedSecret{}, fmt.Errorf("%w: %w", store.ErrSkipRow, err)
 		case err != nil:
@@ -306,13 +317,17 @@ func rewrapper(keys *crypto.Keyring, mu *sync.Mutex, failed map[string]error) st
 	}
 }
 
-// associatedData is what v was sealed with: a client secret's, or a private
-// key's for its slot.
+// associatedData is what v was sealed with: a webhook secret's, a client
+// secret's, or a private key's for its slot.
 func associatedData(v store.SealedValue) []byte {
-	if v.Slot == "" {
-		return crypto.AssociatedData(v.Account, v.ConnectionID)
+	switch {
+	case v.Kind.Name == store.WebhookSecrets.Name:
+		return crypto.WebhookAssociatedData(v.Account, v.ID)
+	case v.Slot == "":
+		return crypto.AssociatedData(v.Account, v.ID)
+	default:
+		return crypto.CertificateKeyAssociatedData(v.Account, v.ID, string(v.Slot))
 	}
-	return crypto.CertificateKeyAssociatedData(v.Account, v.ConnectionID, string(v.Slot))
 }
 
 // oldKeys returns, sorted, the KEK ids other than active that counts has rows under.
@@ -365,7 +380,7 @@ func (r Result) WriteSummary(w io.Writer) {
 	if len(r.Failed) > 0 {
 		fmt.Fprintf(w, "could not rewrap %s (left as they are):\n", rows(int64(len(r.Failed))))
 		for _, id := range slices.Sorted(maps.Keys(r.Failed)) {
-			fmt.Fprintf(w, "  connection %s: %v\n", id, r.Failed[id])
+			fmt.Fprintf(w, "  %s: %v\n", id, r.Failed[id])
 		}
 	}
 	switch n := r.Remaining(); {

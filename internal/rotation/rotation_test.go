@@ -149,7 +149,7 @@ func TestRotateRewrapsPrivateKeys(t *testing.T) {
 	if !errors.Is(err, rotation.ErrIncomplete) || !errors.Is(err, crypto.ErrUnwrap) || !strings.Contains(err.Error(), "next certificate") {
 		t.Fatalf("error %v: want ErrIncomplete and ErrUnwrap naming the next certificate's key", err)
 	}
-	if res.ToRewrap != 100 || res.Rewrapped != 99 || res.Remaining() != 1 || res.Failed[damaged] == nil {
+	if res.ToRewrap != 100 || res.Rewrapped != 99 || res.Remaining() != 1 || res.Failed["connection "+damaged] == nil {
 		t.Errorf("result %+v: want 99 of 100 rows rewrapped and %s failed", res, damaged)
 	}
 	delete(want, damaged)
@@ -223,7 +223,7 @@ func TestRotateSkipsADamagedRowAndReportsIt(t *testing.T) {
 	if !errors.Is(err, rotation.ErrIncomplete) || !errors.Is(err, crypto.ErrUnwrap) || !strings.Contains(err.Error(), damaged) {
 		t.Fatalf("error %v: want ErrIncomplete and ErrUnwrap naming %s", err, damaged)
 	}
-	if res.Rewrapped != 49 || res.Remaining() != 1 || len(res.Failed) != 1 || res.Failed[damaged] == nil {
+	if res.Rewrapped != 49 || res.Remaining() != 1 || len(res.Failed) != 1 || res.Failed["connection "+damaged] == nil {
 		t.Errorf("result %+v: want 49 rewrapped and %s failed", res, damaged)
 	}
 	delete(want, damaged)
@@ -549,4 +549,48 @@ func TestConcurrentRotations(t *testing.T) {
 	}
 	t.Logf("the two rotations rewrapped %d and %d rows", results[0].Rewrapped, results[1].Rewrapped)
 	rotationtest.Check(t, pool, k.newOnly(t), want)
+}
+
+// TestRotateRewrapsWebhookSecrets: webhook signing secrets are rewrapped
+// with connections' client secrets, each bound to its own kind of row, and
+// a damaged webhook row is reported by kind and id.
+func TestRotateRewrapsWebhookSecrets(t *testing.T) {
+	t.Parallel()
+	pool := storetest.NewPool(t)
+	st := store.New(pool)
+	k := newKeys()
+	want := rotationtest.Seed(t, pool, k.oldOnly(t), 40)
+	hooks := rotationtest.SeedWebhooks(t, pool, k.oldOnly(t), 25)
+	damaged := slices.Sorted(maps.Keys(hooks))[3]
+	if _, err := pool.Exec(context.Background(),
+		`UPDATE webhooks SET secret_wrapped_dek = set_byte(secret_wrapped_dek, 20, get_byte(secret_wrapped_dek, 20) # 1) WHERE id = $1`,
+		damaged); err != nil {
+		t.Fatal(err)
+	}
+
+	res, err := rotation.Rotate(context.Background(), st, k.both(t), rotation.Options{BatchSize: 10})
+	if !errors.Is(err, rotation.ErrIncomplete) || !strings.Contains(err.Error(), "webhook "+damaged) {
+		t.Fatalf("error %v: want ErrIncomplete naming webhook %s", err, damaged)
+	}
+	if res.ToRewrap != 65 || res.Rewrapped != 64 || res.Remaining() != 1 || len(res.Failed) != 1 || res.Failed["webhook "+damaged] == nil {
+		t.Errorf("result %+v: want 64 of 65 rewrapped and webhook %s failed", res, damaged)
+	}
+	var summary bytes.Buffer
+	res.WriteSummary(&summary)
+	if !strings.Contains(summary.String(), "  webhook "+damaged+": ") {
+		t.Errorf("summary does not name the damaged webhook:\n%s", summary.String())
+	}
+	if _, err := pool.Exec(context.Background(), `DELETE FROM webhooks WHERE id = $1`, damaged); err != nil {
+		t.Fatal(err)
+	}
+	delete(hooks, damaged)
+	maps.Copy(want, hooks)
+	if counts := rotationtest.Check(t, pool, k.newOnly(t), want); !cmp.Equal(counts, map[string]int64{"new": 64}) {
+		t.Errorf("rows per key after rotation: %v", counts)
+	}
+	// With the damaged row gone, a second run finishes and forgets "old".
+	rotate(t, st, k.both(t), rotation.Options{})
+	if ids, err := st.KEKIDsInUse(context.Background()); err != nil || !slices.Equal(ids, []string{"new"}) {
+		t.Errorf("key ids in use = %v, %v; want [new]", ids, err)
+	}
 }

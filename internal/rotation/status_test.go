@@ -23,7 +23,9 @@ func TestReadStatus(t *testing.T) {
 	ctx := context.Background()
 	a, b, c := rotationtest.Key("a"), rotationtest.Key("b"), rotationtest.Key("c")
 	rotationtest.Seed(t, pool, rotationtest.Keyring(t, a, "a"), 3)
-	rotationtest.Seed(t, pool, rotationtest.Keyring(t, b, "b"), 2)
+	rotationtest.Seed(t, pool, rotationtest.Keyring(t, b, "b"), 1)
+	// A webhook's secret counts like a connection's, for status and readiness.
+	rotationtest.SeedWebhooks(t, pool, rotationtest.Keyring(t, b, "b"), 1)
 
 	read := func(keys *crypto.Keyring) Status {
 		t.Helper()

@@ -204,7 +204,7 @@ func TestRewrapBatchRewrapsCertificateKeys(t *testing.T) {
 
 	seen := map[string]model.CertificateSlot{}
 	rewrap := func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
-		seen[v.ConnectionID+"/"+string(v.Slot)] = v.Slot
+		seen[v.ID+"/"+string(v.Slot)] = v.Slot
 		if v.Account != account {
 			t.Errorf("account %q", v.Account)
 		}

@@ -4,21 +4,67 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/dynconn/dynconn/internal/model"
 )
 
 // The key-encryption keys (KEKs) that stored secrets are wrapped with, as
 // the store sees them: ids only. Readiness asks which are in use, key
-// rotation counts the rows under each and forgets ids no longer used. A sealed value is a client secret or a certificate's private key
-// (current or next): a row holds up to three, each under its own KEK id.
+// rotation counts the rows under each and forgets ids no longer used.
 
-// sealedKEKIDs is, for each connections row, the KEK ids of its sealed
-// values as a column kek_id, NULL where a row has no such value.
-const sealedKEKIDs = `LATERAL (VALUES (secret_kek_id), (cert_key_kek_id), (next_cert_key_kek_id)) AS k (kek_id)`
+// SecretKind is one kind of row that holds envelope-encrypted values: a
+// table, and the column prefixes of its sealed values (each with
+// <prefix>ciphertext, <prefix>wrapped_dek and <prefix>kek_id, NULL where the
+// row has no such value), registered in encryption_keys_in_use by triggers.
+type SecretKind struct {
+	// Name says what a sealed value of this kind belongs to, for messages.
+	Name  string
+	table string
+	slots []sealedSlot
+}
 
-// kekUsedBy is true for a row with a sealed value under the KEK id $1.
-const kekUsedBy = `(secret_kek_id = $1 OR cert_key_kek_id = $1 OR next_cert_key_kek_id = $1)`
+// sealedSlot is one sealed value of a row: its column prefix, and the
+// certificate slot it is the private key of ("" for a secret).
+type sealedSlot struct {
+	prefix string
+	slot   model.CertificateSlot
+}
+
+// The kinds of rows with sealed values. A connection holds up to three: its
+// client secret and the private keys of its current and next certificates.
+var (
+	ConnectionSecrets = SecretKind{Name: "connection", table: "connections", slots: []sealedSlot{
+		{"secret_", ""}, {"cert_key_", model.SlotCurrent}, {"next_cert_key_", model.SlotNext}}}
+	WebhookSecrets = SecretKind{Name: "webhook", table: "webhooks", slots: []sealedSlot{{"secret_", ""}}}
+)
+
+// SecretKinds lists every kind of row with sealed values: what readiness,
+// key status and key rotation cover.
+var SecretKinds = []SecretKind{ConnectionSecrets, WebhookSecrets}
+
+// eachSealed joins format, with %[1]s as each kind's table and %[2]s as each
+// sealed value's column prefix, by sep.
+func eachSealed(format, sep string) string {
+	var parts []string
+	for _, k := range SecretKinds {
+		for _, sl := range k.slots {
+			parts = append(parts, fmt.Sprintf(format, k.table, sl.prefix))
+		}
+	}
+	return strings.Join(parts, sep)
+}
+
+// eachTable joins format, with %s as each kind's table, by sep.
+func eachTable(format, sep string) string {
+	parts := make([]string, len(SecretKinds))
+	for i, k := range SecretKinds {
+		parts[i] = fmt.Sprintf(format, k.table)
+	}
+	return strings.Join(parts, sep)
+}
 
 // KEKIDsInUse returns, sorted, the ids of the key-encryption keys that stored
 // secrets may be wrapped with, across all accounts: every id in use, and
@@ -34,13 +80,15 @@ func (s *Store) KEKIDsInUse(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
+var kekInUse = `SELECT ` + eachSealed(`EXISTS (SELECT 1 FROM %[1]s WHERE %[2]skek_id = $1)`, " OR ")
+
 // KEKInUse reports whether any stored secret is wrapped with the key id. It
 // reads the table (there is deliberately no index on the key id), so callers
 // ask only about ids that KEKIDsInUse lists and that matter, such as a key
 // that is not loaded.
 func (s *Store) KEKInUse(ctx context.Context, id string) (bool, error) {
 	var used bool
-	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM connections WHERE `+kekUsedBy+`)`, id).Scan(&used)
+	err := s.pool.QueryRow(ctx, kekInUse, id).Scan(&used)
 	if err != nil {
 		return false, fmt.Errorf("look up kek %s: %w", id, err)
 	}
@@ -72,21 +120,23 @@ func (s *Store) MissingKEKs(ctx context.Context, loaded func(id string) bool) ([
 	return missing, nil
 }
 
-// pruneKEKIDs forgets the ids that no stored secret uses. The SHARE lock
-// waits for writers in flight and holds new ones off until the delete is
+// pruneKEKIDs forgets the ids that no stored secret uses. The SHARE locks
+// wait for writers in flight and hold new ones off until the delete is
 // done, so no secret can be written under an id while it is being forgotten.
-const pruneKEKIDs = `
-DELETE FROM encryption_keys_in_use u
-WHERE NOT EXISTS (SELECT 1 FROM connections c
-	WHERE u.kek_id IN (c.secret_kek_id, c.cert_key_kek_id, c.next_cert_key_kek_id))
+var (
+	lockSecretTables = `LOCK TABLE ` + eachTable("%s", ", ") + ` IN SHARE MODE`
+	pruneKEKIDs      = `
+DELETE FROM encryption_keys_in_use k
+WHERE ` + eachSealed(`NOT EXISTS (SELECT 1 FROM %[1]s s WHERE s.%[2]skek_id = k.kek_id)`, " AND ") + `
 RETURNING kek_id`
+)
 
 // PruneKEKIDs forgets, and returns sorted, the key ids that KEKIDsInUse
 // lists but no stored secret uses. Key rotation calls it when it is done.
 func (s *Store) PruneKEKIDs(ctx context.Context) ([]string, error) {
 	var ids []string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `LOCK TABLE connections IN SHARE MODE`); err != nil {
+		if _, err := tx.Exec(ctx, lockSecretTables); err != nil {
 			return err
 		}
 		rows, _ := tx.Query(ctx, pruneKEKIDs)
@@ -101,13 +151,25 @@ func (s *Store) PruneKEKIDs(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-const selectKEKCounts = `
-SELECT k.kek_id, count(DISTINCT id) FROM connections, ` + sealedKEKIDs + `
-WHERE k.kek_id IS NOT NULL GROUP BY k.kek_id`
+// selectKEKCounts counts, per KEK id, the rows with a sealed value under it:
+// a row counts once per KEK its values use.
+var selectKEKCounts = func() string {
+	var parts []string
+	for _, k := range SecretKinds {
+		var cols []string
+		for _, sl := range k.slots {
+			cols = append(cols, "("+sl.prefix+"kek_id)")
+		}
+		parts = append(parts, `SELECT k.kek_id, count(DISTINCT id) AS n FROM `+k.table+
+			`, LATERAL (VALUES `+strings.Join(cols, ", ")+`) AS k (kek_id) WHERE k.kek_id IS NOT NULL GROUP BY k.kek_id`)
+	}
+	return `SELECT kek_id, sum(n)::bigint FROM (` + strings.Join(parts, " UNION ALL ") + `) s GROUP BY kek_id`
+}()
 
-// KEKCounts returns the number of rows with a sealed value (a secret or a
-// private key) wrapped by each KEK id, across all accounts; ids without rows
-// are absent. A row whose values are under two KEKs counts for each. Its ids are the ones
+// KEKCounts returns the number of rows (connections, webhooks) with a sealed
+// value (a client secret, a private key, a webhook secret) wrapped by each
+// KEK id, across all accounts; ids without rows are absent. A row whose
+// values are under two KEKs counts for each. Its ids are the ones
 // KEKIDsInUse returns, but it counts every row, so it suits key status and
 // rotation progress rather than a probe.
 func (s *Store) KEKCounts(ctx context.Context) (map[string]int64, error) {

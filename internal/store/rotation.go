@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -12,11 +13,12 @@ import (
 )
 
 // The store side of key rotation. It knows nothing about cryptography: it
-// locks a batch of rows with a sealed value whose data key is wrapped by a
-// KEK other than the active one, hands each such value to a RewrapFunc, and
-// writes back the new wrapped DEKs and KEK ids. A row holds up to three
-// sealed values: the client secret and the private keys of the current and
-// the next certificate. Package rotation combines it with crypto.
+// locks a batch of rows of one SecretKind with a sealed value whose data key
+// is wrapped by a KEK other than the active one, hands each such value to a
+// RewrapFunc, and writes back the new wrapped DEKs and KEK ids. A connection
+// holds up to three sealed values (the client secret and the private keys of
+// the current and the next certificate), a webhook one. Package rotation
+// combines it with crypto.
 
 // ErrSkipRow, returned by a RewrapFunc, leaves that row as it is (all of its
 // sealed values) and goes on with the rest of the batch; any other error
@@ -25,12 +27,12 @@ import (
 // authenticate, so that one damaged row cannot stop a rotation.
 var ErrSkipRow = errors.New("skip row")
 
-// SealedValue is one sealed value of a connection, as RewrapBatch hands it
-// to a RewrapFunc: what it is bound to (account, connection id, slot) and
-// the sealed bytes.
+// SealedValue is one sealed value, as RewrapBatch hands it to a RewrapFunc:
+// what it is bound to (kind, account, row id, slot) and the sealed bytes.
 type SealedValue struct {
-	Account, ConnectionID string
-	// Slot is the certificate slot of a private key, "" for the client secret.
+	Kind        SecretKind
+	Account, ID string
+	// Slot is the certificate slot of a private key, "" for a secret.
 	Slot   model.CertificateSlot
 	Sealed model.SealedSecret
 }
@@ -43,6 +45,8 @@ type RewrapFunc func(ctx context.Context, v SealedValue) (model.SealedSecret, er
 
 // RewrapOptions select the rows of one RewrapBatch call.
 type RewrapOptions struct {
+	// Kind is the kind of rows to rewrap (required).
+	Kind SecretKind
 	// ActiveKEKID is the KEK that new wrapped DEKs are under: rows under any
 	// other KEK id are selected.
 	ActiveKEKID string
@@ -80,19 +84,22 @@ type RewrapResult struct {
 // error instead of hanging; running it again finishes the work.
 const rewrapLockTimeout = "5s"
 
-// rewrapSelect is the batch's SELECT without its WHERE clause's keyset
+// rewrapSelect returns the batch's SELECT for kind without its keyset
 // condition and locking clause, which RewrapBatch adds. FOR NO KEY UPDATE is
 // the lock an UPDATE of non-key columns takes: it conflicts with a PATCH
 // (FOR UPDATE) and with other rotations, but not with inserts of rows that
 // reference the connection (FOR KEY SHARE), such as test history. A NULL
 // key id (no such value) never differs from $1.
+func rewrapSelect(kind SecretKind) string {
+	cols, differ := []string{"id", "account"}, []string{}
+	for _, sl := range kind.slots {
+		cols = append(cols, sl.prefix+"ciphertext", sl.prefix+"wrapped_dek", sl.prefix+"kek_id")
+		differ = append(differ, sl.prefix+"kek_id <> $1")
+	}
+	return "SELECT " + strings.Join(cols, ", ") + " FROM " + kind.table + " WHERE (" + strings.Join(differ, " OR ") + ")"
+}
+
 const (
-	rewrapSelect = `
-SELECT id, account, secret_ciphertext, secret_wrapped_dek, secret_kek_id,
-	cert_key_ciphertext, cert_key_wrapped_dek, cert_key_kek_id,
-	next_cert_key_ciphertext, next_cert_key_wrapped_dek, next_cert_key_kek_id
-FROM connections
-WHERE (secret_kek_id <> $1 OR cert_key_kek_id <> $1 OR next_cert_key_kek_id <> $1)`
 	rewrapAfter = ` AND id > $3`
 	rewrapOrder = `
 ORDER BY id
@@ -101,59 +108,53 @@ FOR NO KEY UPDATE`
 	rewrapSkipLocked = ` SKIP LOCKED`
 )
 
-// rewrapUpdate writes a whole batch in one statement: a round trip and a
-// plan per batch rather than per row. It touches wrapped DEKs and KEK ids
-// only, each value's where the batch has a new wrapped DEK for it (NULL
-// leaves the value as it is). The ciphertexts are unchanged, and so are
-// updated_at, version and secret_updated_at: the connection and its
-// credentials are the same as before (an If-Match ETag stays valid, and a
-// test result recorded for the credential still matches it).
-const rewrapUpdate = `
-UPDATE connections AS c SET
-	secret_wrapped_dek = COALESCE(u.secret_dek, c.secret_wrapped_dek),
-	secret_kek_id = CASE WHEN u.secret_dek IS NULL THEN c.secret_kek_id ELSE $5 END,
-	cert_key_wrapped_dek = COALESCE(u.cert_dek, c.cert_key_wrapped_dek),
-	cert_key_kek_id = CASE WHEN u.cert_dek IS NULL THEN c.cert_key_kek_id ELSE $5 END,
-	next_cert_key_wrapped_dek = COALESCE(u.next_dek, c.next_cert_key_wrapped_dek),
-	next_cert_key_kek_id = CASE WHEN u.next_dek IS NULL THEN c.next_cert_key_kek_id ELSE $5 END
-FROM unnest($1::uuid[], $2::bytea[], $3::bytea[], $4::bytea[]) AS u(id, secret_dek, cert_dek, next_dek)
-WHERE c.id = u.id`
-
-// rewrapRow is a row as the batch's SELECT reads it.
-type rewrapRow struct {
-	ID                 string  `db:"id"`
-	Account            string  `db:"account"`
-	SecretCiphertext   []byte  `db:"secret_ciphertext"`
-	SecretWrappedDEK   []byte  `db:"secret_wrapped_dek"`
-	SecretKEKID        *string `db:"secret_kek_id"`
-	CertCiphertext     []byte  `db:"cert_key_ciphertext"`
-	CertWrappedDEK     []byte  `db:"cert_key_wrapped_dek"`
-	CertKEKID          *string `db:"cert_key_kek_id"`
-	NextCertCiphertext []byte  `db:"next_cert_key_ciphertext"`
-	NextCertWrappedDEK []byte  `db:"next_cert_key_wrapped_dek"`
-	NextCertKEKID      *string `db:"next_cert_key_kek_id"`
+// rewrapUpdate returns the statement that writes a whole batch of kind: a
+// round trip and a plan per batch rather than per row. $1 holds the ids, $2…
+// one array of new wrapped DEKs per sealed value (NULL leaves that value as
+// it is), and the last parameter the active KEK id. It touches wrapped DEKs
+// and KEK ids only: the ciphertexts are unchanged, and so are updated_at,
+// version and secret_updated_at, since the row and its credentials are the
+// same as before (an If-Match ETag stays valid, and a test result recorded
+// for the credential still matches it).
+func rewrapUpdate(kind SecretKind) string {
+	n := len(kind.slots)
+	var sets, arrays, names []string
+	for i, sl := range kind.slots {
+		d := fmt.Sprintf("u.dek%d", i)
+		sets = append(sets,
+			fmt.Sprintf("%[1]swrapped_dek = COALESCE(%[2]s, c.%[1]swrapped_dek)", sl.prefix, d),
+			fmt.Sprintf("%[1]skek_id = CASE WHEN %[2]s IS NULL THEN c.%[1]skek_id ELSE $%[3]d END", sl.prefix, d, n+2))
+		arrays = append(arrays, fmt.Sprintf("$%d::bytea[]", i+2))
+		names = append(names, fmt.Sprintf("dek%d", i))
+	}
+	return "UPDATE " + kind.table + " AS c SET " + strings.Join(sets, ", ") +
+		" FROM unnest($1::uuid[], " + strings.Join(arrays, ", ") + ") AS u(id, " + strings.Join(names, ", ") + ")" +
+		" WHERE c.id = u.id"
 }
 
-// values returns the row's sealed values in the order of rewrapUpdate's
-// arrays (secret, certificate key, next certificate key); a nil entry for a
-// value the row does not have.
-func (r rewrapRow) values() [3]*SealedValue {
-	var vs [3]*SealedValue
-	for i, v := range []struct {
-		slot            model.CertificateSlot
+// scanRewrapRow reads a row of rewrapSelect(kind): its id, account and
+// sealed values, nil where the row has none.
+func scanRewrapRow(kind SecretKind, row pgx.CollectableRow) (id, account string, values []*SealedValue, err error) {
+	type sealed struct {
 		ciphertext, dek []byte
 		kek             *string
-	}{
-		{"", r.SecretCiphertext, r.SecretWrappedDEK, r.SecretKEKID},
-		{model.SlotCurrent, r.CertCiphertext, r.CertWrappedDEK, r.CertKEKID},
-		{model.SlotNext, r.NextCertCiphertext, r.NextCertWrappedDEK, r.NextCertKEKID},
-	} {
+	}
+	vals := make([]sealed, len(kind.slots))
+	dest := []any{&id, &account}
+	for i := range vals {
+		dest = append(dest, &vals[i].ciphertext, &vals[i].dek, &vals[i].kek)
+	}
+	if err := row.Scan(dest...); err != nil {
+		return "", "", nil, err
+	}
+	values = make([]*SealedValue, len(kind.slots))
+	for i, v := range vals {
 		if v.kek != nil {
-			vs[i] = &SealedValue{Account: r.Account, ConnectionID: r.ID, Slot: v.slot,
+			values[i] = &SealedValue{Kind: kind, Account: account, ID: id, Slot: kind.slots[i].slot,
 				Sealed: model.SealedSecret{Ciphertext: v.ciphertext, WrappedDEK: v.dek, KEKID: *v.kek}}
 		}
 	}
-	return vs
+	return id, account, values, nil
 }
 
 // RewrapBatch rewraps one batch in one transaction: it locks up to o.Limit
@@ -171,10 +172,11 @@ func (r rewrapRow) values() [3]*SealedValue {
 // It returns rewrap's first error other than ErrSkipRow, naming the row, and
 // then nothing is written.
 func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapFunc) (RewrapResult, error) {
-	if o.ActiveKEKID == "" || o.Limit < 1 {
-		return RewrapResult{}, errors.New("rewrap batch: need an active kek id and a limit of at least 1")
+	kind := o.Kind
+	if kind.table == "" || o.ActiveKEKID == "" || o.Limit < 1 {
+		return RewrapResult{}, errors.New("rewrap batch: need a kind, an active kek id and a limit of at least 1")
 	}
-	query := rewrapSelect
+	query := rewrapSelect(kind)
 	args := []any{o.ActiveKEKID, o.Limit}
 	if o.After != "" {
 		query += rewrapAfter
@@ -184,6 +186,10 @@ func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapF
 	if !o.Wait {
 		query += rewrapSkipLocked
 	}
+	type batchRow struct {
+		id     string
+		values []*SealedValue
+	}
 	var res RewrapResult
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if o.Wait {
@@ -192,22 +198,25 @@ func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapF
 			}
 		}
 		rows, _ := tx.Query(ctx, query, args...)
-		batch, err := pgx.CollectRows(rows, pgx.RowToStructByName[rewrapRow])
+		batch, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (batchRow, error) {
+			id, _, values, err := scanRewrapRow(kind, row)
+			return batchRow{id, values}, err
+		})
 		if err != nil {
 			return fmt.Errorf("select rows to rewrap: %w", err)
 		}
 		res.Selected = len(batch)
 		ids := make([]string, 0, len(batch))
-		var deks [3][][]byte // per value of rewrapRow.values: the new wrapped DEK, or nil
+		deks := make([][][]byte, len(kind.slots)) // per sealed value: the new wrapped DEKs, nil to keep
 	batchRows:
 		for _, r := range batch {
 			// Rows can come back out of id order only if an id changed, which
 			// ids never do; taking the maximum costs nothing and is exact.
-			if r.ID > res.LastID {
-				res.LastID = r.ID
+			if r.id > res.LastID {
+				res.LastID = r.id
 			}
-			var row [3][]byte
-			for i, v := range r.values() {
+			row := make([][]byte, len(kind.slots))
+			for i, v := range r.values {
 				if v == nil || v.Sealed.KEKID == o.ActiveKEKID {
 					continue
 				}
@@ -217,17 +226,17 @@ func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapF
 					continue batchRows
 				}
 				if err != nil {
-					return fmt.Errorf("rewrap connection %s: %w", r.ID, err)
+					return fmt.Errorf("rewrap %s %s: %w", kind.Name, r.id, err)
 				}
 				if !bytes.Equal(sealed.Ciphertext, v.Sealed.Ciphertext) {
-					return fmt.Errorf("rewrap connection %s: the ciphertext changed; only the data key may be rewrapped", r.ID)
+					return fmt.Errorf("rewrap %s %s: the ciphertext changed; only the data key may be rewrapped", kind.Name, r.id)
 				}
 				if sealed.KEKID != o.ActiveKEKID || len(sealed.WrappedDEK) == 0 {
-					return fmt.Errorf("rewrap connection %s: got kek id %q, want the active %q", r.ID, sealed.KEKID, o.ActiveKEKID)
+					return fmt.Errorf("rewrap %s %s: got kek id %q, want the active %q", kind.Name, r.id, sealed.KEKID, o.ActiveKEKID)
 				}
 				row[i] = sealed.WrappedDEK
 			}
-			ids = append(ids, r.ID)
+			ids = append(ids, r.id)
 			for i := range row {
 				deks[i] = append(deks[i], row[i])
 			}
@@ -235,7 +244,12 @@ func (s *Store) RewrapBatch(ctx context.Context, o RewrapOptions, rewrap RewrapF
 		if len(ids) == 0 {
 			return nil
 		}
-		tag, err := tx.Exec(ctx, rewrapUpdate, ids, deks[0], deks[1], deks[2], o.ActiveKEKID)
+		args := []any{ids}
+		for _, d := range deks {
+			args = append(args, d)
+		}
+		args = append(args, o.ActiveKEKID)
+		tag, err := tx.Exec(ctx, rewrapUpdate(kind), args...)
 		if err != nil {
 			return fmt.Errorf("update rewrapped rows: %w", err)
 		}

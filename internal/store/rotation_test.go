@@ -63,13 +63,13 @@ func TestRewrapBatchRewrapsOnlyOtherKEKsInIDOrder(t *testing.T) {
 
 	var seen []string
 	rewrap := func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
-		seen = append(seen, v.ConnectionID)
+		seen = append(seen, v.ID)
 		if v.Account != account || v.Slot != "" {
-			t.Errorf("row %s: account %q, slot %q; want %q and the secret's", v.ConnectionID, v.Account, v.Slot, account)
+			t.Errorf("row %s: account %q, slot %q; want %q and the secret's", v.ID, v.Account, v.Slot, account)
 		}
 		return fakeRewrap("k2")(ctx, v)
 	}
-	o := store.RewrapOptions{ActiveKEKID: "k2", Limit: 3}
+	o := store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 3}
 	var batches []store.RewrapResult
 	for {
 		res, err := s.RewrapBatch(ctx, o, rewrap)
@@ -131,12 +131,12 @@ func TestRewrapBatchSkipRowLeavesItAndGoesOn(t *testing.T) {
 	cs := createUnder(t, s, "k1", 4)
 	damaged := cs[1].ID
 	rewrap := func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
-		if v.ConnectionID == damaged {
+		if v.ID == damaged {
 			return model.SealedSecret{}, errors.Join(store.ErrSkipRow, errors.New("does not unwrap"))
 		}
 		return fakeRewrap("k2")(ctx, v)
 	}
-	res, err := s.RewrapBatch(ctx, store.RewrapOptions{ActiveKEKID: "k2", Limit: 10}, rewrap)
+	res, err := s.RewrapBatch(ctx, store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 10}, rewrap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,28 +160,28 @@ func TestRewrapBatchErrorWritesNothing(t *testing.T) {
 
 	for name, rewrap := range map[string]store.RewrapFunc{
 		"rewrap error": func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
-			if v.ConnectionID == cs[2].ID {
+			if v.ID == cs[2].ID {
 				return model.SealedSecret{}, kmsDown
 			}
 			return fakeRewrap("k2")(ctx, v)
 		},
 		"changed ciphertext": func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
 			out, _ := fakeRewrap("k2")(ctx, v)
-			if v.ConnectionID == cs[2].ID {
+			if v.ID == cs[2].ID {
 				out.Ciphertext = []byte("other")
 			}
 			return out, nil
 		},
 		"wrong kek id": func(ctx context.Context, v store.SealedValue) (model.SealedSecret, error) {
 			out, _ := fakeRewrap("k2")(ctx, v)
-			if v.ConnectionID == cs[2].ID {
+			if v.ID == cs[2].ID {
 				out.KEKID = "k3"
 			}
 			return out, nil
 		},
 	} {
 		t.Run(name+" rolls the batch back", func(t *testing.T) {
-			_, err := s.RewrapBatch(ctx, store.RewrapOptions{ActiveKEKID: "k2", Limit: 10}, rewrap)
+			_, err := s.RewrapBatch(ctx, store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 10}, rewrap)
 			if err == nil {
 				t.Fatal("RewrapBatch succeeded")
 			}
@@ -221,7 +221,7 @@ func TestRewrapBatchSkipsLockedRows(t *testing.T) {
 	cs := createUnder(t, s, "k1", 3)
 	tx := lockRow(t, s, cs[1].ID)
 
-	res, err := s.RewrapBatch(ctx, store.RewrapOptions{ActiveKEKID: "k2", Limit: 10}, fakeRewrap("k2"))
+	res, err := s.RewrapBatch(ctx, store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 10}, fakeRewrap("k2"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +271,7 @@ func TestRewrapBatchWaitSeesTheLockHoldersChange(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		res, err := s.RewrapBatch(ctx, store.RewrapOptions{ActiveKEKID: "k2", Limit: 10, Wait: true}, fakeRewrap("k2"))
+		res, err := s.RewrapBatch(ctx, store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 10, Wait: true}, fakeRewrap("k2"))
 		done <- result{res, err}
 	}()
 	waitForLockWait(t, s)

@@ -120,8 +120,9 @@ func New(pool *pgxpool.Pool) *Store {
 	return &Store{pool: pool}
 }
 
-// Pool returns the store's pool, which the job queue (River) shares, so that
-// its jobs and the store's writes can be one transaction.
+// Pool returns the store's pool, for River (package jobs), which keeps its
+// queue in the same database, and for tests that read or break the database
+// with SQL of their own.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Close closes the pool, waiting for connections in use to be released.

@@ -1,6 +1,7 @@
-// Package rotationtest fills a test database with connections whose secrets
-// and private keys are really sealed, and checks that every one of them
-// still opens to what was stored: the ground truth of key rotation tests.
+// Package rotationtest fills a test database with connections and webhooks
+// whose secrets and private keys are really sealed, and checks that every one
+// of them still opens to what was stored: the ground truth of key rotation
+// tests.
 package rotationtest
 
 import (
@@ -39,8 +40,8 @@ func Keyring(t testing.TB, spec, active string) *crypto.Keyring {
 	return k
 }
 
-// Secret is what a stored connection's sealed values must open to: its
-// client secret's Plaintext, or (for a certificate connection, whose
+// Secret is what a stored connection's or webhook's sealed values must open
+// to: its secret's Plaintext, or (for a certificate connection, whose
 // Plaintext is "") its private keys.
 type Secret struct {
 	Account   string
@@ -136,6 +137,31 @@ func seal(t testing.TB, keys *crypto.Keyring, plaintext string, ad []byte) model
 	return model.SealedSecret(env)
 }
 
+// SeedWebhooks stores n webhooks, spread over a few accounts, with signing
+// secrets sealed by keys, and returns them by webhook id.
+func SeedWebhooks(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, n int) map[string]Secret {
+	t.Helper()
+	want := make(map[string]Secret, n)
+	rows := make([][]any, 0, n)
+	for i := range n {
+		id := uuid.NewString()
+		s := Secret{Account: fmt.Sprintf("acct-%d", i%7), Plaintext: "whsec_" + base64.StdEncoding.EncodeToString([]byte(rand.Text()))}
+		env, err := keys.Seal(context.Background(), []byte(s.Plaintext), crypto.WebhookAssociatedData(s.Account, id))
+		if err != nil {
+			t.Fatalf("rotationtest: seal: %v", err)
+		}
+		want[id] = s
+		rows = append(rows, []any{id, s.Account, "https://hooks.example.com/" + id, env.Ciphertext, env.WrappedDEK, env.KEKID})
+	}
+	_, err := pool.CopyFrom(context.Background(), pgx.Identifier{"webhooks"},
+		[]string{"id", "account", "url", "secret_ciphertext", "secret_wrapped_dek", "secret_kek_id"},
+		pgx.CopyFromRows(rows))
+	if err != nil {
+		t.Fatalf("rotationtest: copy webhooks: %v", err)
+	}
+	return want
+}
+
 // Check opens every stored sealed value (client secrets and private keys)
 // with keys and reports, as test errors, each that does not open, opens to
 // something other than want says, or is missing or extra. It returns the
@@ -144,27 +170,35 @@ func Check(t testing.TB, pool *pgxpool.Pool, keys *crypto.Keyring, want map[stri
 	t.Helper()
 	ctx := context.Background()
 	rows, _ := pool.Query(ctx, `
-SELECT id::text, account, secret_ciphertext, secret_wrapped_dek, secret_kek_id,
+SELECT 'connection', id::text, account, secret_ciphertext, secret_wrapped_dek, secret_kek_id,
 	cert_key_ciphertext, cert_key_wrapped_dek, cert_key_kek_id,
 	next_cert_key_ciphertext, next_cert_key_wrapped_dek, next_cert_key_kek_id
-FROM connections`)
+FROM connections
+UNION ALL
+SELECT 'webhook', id::text, account, secret_ciphertext, secret_wrapped_dek, secret_kek_id,
+	NULL, NULL, NULL, NULL, NULL, NULL
+FROM webhooks`)
 	var (
-		id, account                 string
+		kind, id, account           string
 		ct, dek, cct, cdek, nct, nd []byte
 		kek, ckek, nkek             *string
 		seen                        = make(map[string]bool, len(want))
 		counts                      = map[string]int64{}
 		bad                         int
 	)
-	_, err := pgx.ForEachRow(rows, []any{&id, &account, &ct, &dek, &kek, &cct, &cdek, &ckek, &nct, &nd, &nkek}, func() error {
+	_, err := pgx.ForEachRow(rows, []any{&kind, &id, &account, &ct, &dek, &kek, &cct, &cdek, &ckek, &nct, &nd, &nkek}, func() error {
 		seen[id] = true
 		w, ok := want[id]
 		if !ok {
-			t.Errorf("unexpected connection %s", id)
+			t.Errorf("unexpected %s %s", kind, id)
 			return nil
 		}
 		if account != w.Account {
-			t.Errorf("connection %s: account %q, want %q", id, account, w.Account)
+			t.Errorf("%s %s: account %q, want %q", kind, id, account, w.Account)
+		}
+		secretAD := crypto.AssociatedData(account, id)
+		if kind == "webhook" {
+			secretAD = crypto.WebhookAssociatedData(account, id)
 		}
 		for _, v := range []struct {
 			what, want string
@@ -172,13 +206,13 @@ FROM connections`)
 			kek        *string
 			ad         []byte
 		}{
-			{"secret", w.Plaintext, ct, dek, kek, crypto.AssociatedData(account, id)},
+			{"secret", w.Plaintext, ct, dek, kek, secretAD},
 			{"certificate key", w.CertificateKey, cct, cdek, ckek, crypto.CertificateKeyAssociatedData(account, id, string(model.SlotCurrent))},
 			{"next certificate key", w.NextCertificateKey, nct, nd, nkek, crypto.CertificateKeyAssociatedData(account, id, string(model.SlotNext))},
 		} {
 			if v.kek == nil {
 				if v.want != "" {
-					t.Errorf("connection %s: its %s is missing", id, v.what)
+					t.Errorf("%s %s: its %s is missing", kind, id, v.what)
 				}
 				continue
 			}
@@ -189,26 +223,26 @@ FROM connections`)
 			case err != nil:
 				bad++
 				if bad <= 10 {
-					t.Errorf("connection %s: %s (under %s) does not open: %v", id, v.what, *v.kek, err)
+					t.Errorf("%s %s: %s (under %s) does not open: %v", kind, id, v.what, *v.kek, err)
 				}
 			case string(got) != v.want:
 				bad++
 				if bad <= 10 {
-					t.Errorf("connection %s: %s (under %s) opens to another value", id, v.what, *v.kek)
+					t.Errorf("%s %s: %s (under %s) opens to another value", kind, id, v.what, *v.kek)
 				}
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("rotationtest: read connections: %v", err)
+		t.Fatalf("rotationtest: read connections and webhooks: %v", err)
 	}
 	if bad > 10 {
 		t.Errorf("... %d bad values in all", bad)
 	}
 	for id := range want {
 		if !seen[id] {
-			t.Errorf("connection %s is missing", id)
+			t.Errorf("connection or webhook %s is missing", id)
 		}
 	}
 	return counts
