@@ -210,7 +210,7 @@ func TestRewrapBatchRewrapsCertificateKeys(t *testing.T) {
 		}
 		return fakeRewrap("k2")(ctx, v)
 	}
-	res, err := s.RewrapBatch(ctx, store.RewrapOptions{ActiveKEKID: "k2", Limit: 10}, rewrap)
+	res, err := s.RewrapBatch(ctx, store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 10}, rewrap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestRewrapBatchSkipsTheRowOfADamagedKey(t *testing.T) {
 		}
 		return fakeRewrap("k2")(ctx, v)
 	}
-	res, err := s.RewrapBatch(ctx, store.RewrapOptions{ActiveKEKID: "k2", Limit: 10}, rewrap)
+	res, err := s.RewrapBatch(ctx, store.RewrapOptions{Kind: store.ConnectionSecrets, ActiveKEKID: "k2", Limit: 10}, rewrap)
 	if err != nil {
 		t.Fatal(err)
 	}
