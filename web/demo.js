@@ -65,7 +65,10 @@ function row(c) {
   cell(c.instance_url, "url");
   const status = cell(c.status, `status ${c.status}`);
   if (c.last_test?.error) status.title = c.last_test.error.code;
-  cell(c.client_secret.expires_at ? `${c.client_secret.state}, expires ${c.client_secret.expires_at.slice(0, 10)}` : c.client_secret.state);
+  // A certificate connection has no secret; its certificate has the same states.
+  const cred = c.client_secret ?? c.certificate;
+  const expires = cred?.expires_at ?? cred?.not_after;
+  cell(cred ? (expires ? `${cred.state}, expires ${expires.slice(0, 10)}` : cred.state) : "");
   const edit = document.createElement("button");
   edit.type = "button";
   edit.textContent = "Edit";
