@@ -281,7 +281,7 @@ func (b *browser) text(css string) string {
 
 // TestModalTestSaveAndEdit follows a customer from a working test to a
 // saved connection, then edits it without retyping the secret, then with a
-// wrong one. The server answers tests with one JSON result here.
+// wrong one.
 func TestModalTestSaveAndEdit(t *testing.T) {
 	e := newEnv(t)
 	b := newBrowser(t)
@@ -350,6 +350,36 @@ func TestModalTestSaveAndEdit(t *testing.T) {
 	href, err := chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector("dynconn-connect").shadowRoot.querySelector(".summary .step a").href`))
 	if err != nil || !strings.HasSuffix(href, "/modal/guide.html#client_secret") {
 		t.Errorf("setup step link = %q, %v", href, err)
+	}
+	b.finish()
+}
+
+// TestModalStreamsChecks: the checks tick one after another as the server
+// streams them. The simulator holds the token request for a second, and the
+// page must show the first two checks passed while the token check still
+// runs: a page that drew the result only at the end never shows that.
+func TestModalStreamsChecks(t *testing.T) {
+	e := newEnv(t, func(o *envConfig) { o.sim.SlowDelay = time.Second })
+	b := newBrowser(t)
+	b.open(e, "acct-stream")
+	b.do(chromedp.Evaluate[chromedp.Void](recordEvents))
+	b.do(
+		chromedp.SendKeys(shadow("#instance_url"), e.sim.InstanceURL("slow")),
+		chromedp.SendKeys(shadow("#client_id"), simulator.ClientID),
+		chromedp.SendKeys(shadow("#client_secret"), simulator.ClientSecret),
+		chromedp.Click(shadow(".actions button[type=button]")),
+		chromedp.Poll[chromedp.Void](`(() => {
+			const root = document.querySelector("dynconn-connect").shadowRoot;
+			const status = (name) => root.querySelector('li[data-check="' + name + '"]')?.dataset.status;
+			return status("tenant_discovery") === "passed" && status("token") === "running";
+		})()`),
+	)
+	if seen := b.waitEvents(1); seen[0] != "tested ok" {
+		t.Fatalf("events %v, want a passed test", seen)
+	}
+	passed := []string{"instance_url passed", "tenant_discovery passed", "token passed", "whoami passed", "security_role passed"}
+	if diff := cmp.Diff(passed, b.checks()); diff != "" {
+		t.Errorf("checks (-want +got):\n%s", diff)
 	}
 	b.finish()
 }
