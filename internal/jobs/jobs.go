@@ -115,6 +115,12 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config, workers *river.Wor
 		// Completed jobs are kept an hour (River's default is a day): with
 		// 10,000 re-checks a day there is no need to keep more.
 		CompletedJobRetentionPeriod: time.Hour,
+		// A replica killed mid-job (SIGKILL, a lost node) leaves its jobs
+		// "running"; the leader hands them to another replica after this
+		// long. River's default is an hour; no job of ours runs longer than
+		// JobTimeout (a minute: a re-check is bounded by the test deadline,
+		// a delivery by its 10 s timeout), so two minutes is safe.
+		RescueStuckJobsAfter: 2 * time.Minute,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)
