@@ -52,17 +52,18 @@ run: db $(DEV)/keys $(DEV)/hs256
 		METRICS_ADDR="$${METRICS_ADDR:-127.0.0.1:9090}" WEBHOOK_ALLOW_LOOPBACK="$${WEBHOOK_ALLOW_LOOPBACK:-true}"; \
 	go build -o bin/dynconn-server ./cmd/server; \
 	token=$$(go run ./cmd/devtoken); \
+	base="localhost:$${LISTEN_ADDR##*:}"; \
 	echo; \
 	echo "Development token (account acct-dev, valid 24h):"; \
 	echo "  export TOKEN=$$token"; \
 	echo; \
 	echo "Create a connection:"; \
-	echo "  curl -sS -X POST localhost:8080/connections -H \"Authorization: Bearer $$token\" -H 'Content-Type: application/json' \\"; \
+	echo "  curl -sS -X POST $$base/connections -H \"Authorization: Bearer $$token\" -H 'Content-Type: application/json' \\"; \
 	echo "    -d '{\"name\":\"Contoso\",\"instance_url\":\"https://contoso.crm.dynamics.com\",\"client_id\":\"3f2b5c1e-8d4a-4b6e-9c7f-1a2b3c4d5e6f\",\"client_secret\":\"Abc8Q~example-secret-value\"}'"; \
 	echo; \
-	echo "List them:  curl -sS localhost:8080/connections -H \"Authorization: Bearer $$token\""; \
-	echo "The modal:  http://localhost:8080/modal/#token=$$token"; \
-	echo "Readiness:  curl -sS localhost:8080/readyz"; \
+	echo "List them:  curl -sS $$base/connections -H \"Authorization: Bearer $$token\""; \
+	echo "The modal:  http://$$base/modal/#token=$$token"; \
+	echo "Readiness:  curl -sS $$base/readyz"; \
 	echo "Metrics:    curl -sS $$METRICS_ADDR/metrics"; \
 	echo "Webhooks:   make webhook-receiver   (in another terminal: subscribes http://127.0.0.1:9000/webhooks"; \
 	echo "            to this server's events, prints each one with its verified signature, unsubscribes on Ctrl-C)"; \
