@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	pgxuuid "github.com/vgarvardt/pgx-google-uuid/v5"
 )
 
 // StatementTimeout bounds every statement on the pool's connections, so a
@@ -100,6 +101,7 @@ func Open(ctx context.Context, databaseURL string, logger *slog.Logger) (*Store,
 		logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.ConnConfig.Tracer = &health{logger: logger}
+	cfg.AfterConnect = AfterConnect
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create pool: %w", err)
@@ -112,6 +114,16 @@ func Open(ctx context.Context, databaseURL string, logger *slog.Logger) (*Store,
 		return nil, err
 	}
 	return s, nil
+}
+
+// AfterConnect prepares a new connection of a Store's pool; a pool made
+// elsewhere for store.New should set it as its pgxpool.Config.AfterConnect.
+// Unregistered, pgx sends a uuid.UUID through its driver.Valuer: as text,
+// after a binary attempt that fails and formats an error, on every statement
+// that names a connection. Registered, it is sent as its 16 bytes.
+func AfterConnect(_ context.Context, conn *pgx.Conn) error {
+	pgxuuid.Register(conn.TypeMap())
+	return nil
 }
 
 // New returns a Store on an existing pool. The caller keeps ownership of the

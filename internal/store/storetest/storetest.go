@@ -48,7 +48,12 @@ func New(t testing.TB) *store.Store {
 // database.
 func NewPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	pool, err := pgxpool.New(context.Background(), URL(t))
+	cfg, err := pgxpool.ParseConfig(URL(t))
+	if err != nil {
+		t.Fatalf("storetest: parse url: %v", err)
+	}
+	cfg.AfterConnect = store.AfterConnect
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("storetest: create pool: %v", err)
 	}
