@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dynconn/dynconn/internal/model"
@@ -70,14 +69,9 @@ func (s *Store) Connections(ctx context.Context, account string, p Page, f Filte
 			return nil, "", fmt.Errorf("unknown secret state %q", f.SecretState)
 		}
 	}
-	var createdAt *time.Time
-	var afterID *uuid.UUID
-	if p.Cursor != "" {
-		t, id, err := decodeCursor(p.Cursor)
-		if err != nil {
-			return nil, "", err
-		}
-		createdAt, afterID = &t, &id
+	createdAt, afterID, err := keysetAfter(p.Cursor)
+	if err != nil {
+		return nil, "", err
 	}
 	args := append([]any{account, limit + 1, createdAt, afterID, string(f.Status)}, state.args(f.Now)...)
 	rows, _ := s.pool.Query(ctx, fmt.Sprintf(listConnections, state.cond), args...)

@@ -86,6 +86,19 @@ func decodeCursor(cursor string) (time.Time, uuid.UUID, error) {
 	return createdAt, id, nil
 }
 
+// keysetAfter returns the query arguments that continue a (created_at, id)
+// list after cursor: both nil for the first page ("").
+func keysetAfter(cursor string) (*time.Time, *uuid.UUID, error) {
+	if cursor == "" {
+		return nil, nil, nil
+	}
+	t, id, err := decodeCursor(cursor)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &t, &id, nil
+}
+
 // encodeIDCursor makes the opaque cursor of lists ordered by a descending
 // identity column: the next page holds the ids below it.
 func encodeIDCursor(id int64) string {

@@ -165,14 +165,9 @@ LIMIT $2`
 // a cursor it did not make.
 func (s *Store) Webhooks(ctx context.Context, account string, p Page) ([]model.Webhook, string, error) {
 	limit := p.limit()
-	var createdAt *time.Time
-	var afterID *uuid.UUID
-	if p.Cursor != "" {
-		t, id, err := decodeCursor(p.Cursor)
-		if err != nil {
-			return nil, "", err
-		}
-		createdAt, afterID = &t, &id
+	createdAt, afterID, err := keysetAfter(p.Cursor)
+	if err != nil {
+		return nil, "", err
 	}
 	rows, _ := s.pool.Query(ctx, listWebhooks, account, limit+1, createdAt, afterID)
 	list, err := pgx.CollectRows(rows, pgx.RowToStructByName[webhookRow])
