@@ -69,13 +69,23 @@ type Checker struct {
 	keys *crypto.Keyring
 	dyn  Tester
 	opts Options
+	// claims and records are the statements of re-checks, shared by the
+	// re-checks that run at once.
+	claims  *batcher[store.DueRecheck, *model.Connection]
+	records *batcher[store.ConnectionTest, *store.Recorded]
 }
+
+// maxBatch is the most re-checks one statement claims or records.
+const maxBatch = 100
 
 // New returns a Checker that reads and records with st, opens secrets with
 // keys and tests with dyn.
 func New(st *store.Store, keys *crypto.Keyring, dyn Tester, opts Options) *Checker {
 	opts.defaults()
-	return &Checker{st: st, keys: keys, dyn: dyn, opts: opts}
+	c := &Checker{st: st, keys: keys, dyn: dyn, opts: opts}
+	c.claims = &batcher[store.DueRecheck, *model.Connection]{max: maxBatch, run: c.claimRechecks}
+	c.records = &batcher[store.ConnectionTest, *store.Recorded]{max: maxBatch, run: c.recordRechecks}
+	return c
 }
 
 // Outcome is what one test of a stored connection came to.
@@ -85,15 +95,16 @@ type Outcome struct {
 	// Shared reports that another caller's run answered this one (it ran at
 	// the same time), so this caller recorded nothing.
 	Shared bool
+	// Skipped reports a re-check that was not needed: the connection was
+	// tested since the re-check was queued, a test of it is running, or it
+	// is gone. Nothing ran.
+	Skipped bool
 	// Recorded is what recording the result did to the connection (its
 	// status before and after, its transient failures in a row). Zero when
-	// Shared.
+	// Shared or Skipped.
 	Recorded store.Recorded
 	// Transient reports a failure that is nobody's fault (no setup step).
 	Transient bool
-	// RetryAfter is how long Microsoft asked to wait before the next try, if
-	// it did.
-	RetryAfter time.Duration
 }
 
 // TestConnection runs a manual test of the account's connection: it takes a
@@ -106,40 +117,87 @@ type Outcome struct {
 // answer when the first one goes away; the dynamics client's deadline bounds
 // it.
 func (c *Checker) TestConnection(ctx context.Context, account string, id uuid.UUID, a store.Audit) (json.RawMessage, error) {
-	o, err := c.test(ctx, account, id, &c.opts.RateLimit, model.TriggerManual, a)
-	return o.Result, err
-}
-
-// Recheck runs a scheduled re-check of the account's connection, outside the
-// rate limit. It returns store.ErrNotFound when the connection is gone, and
-// ctx's error when ctx ends during the run (then nothing is recorded).
-func (c *Checker) Recheck(ctx context.Context, account string, id uuid.UUID) (Outcome, error) {
-	return c.test(ctx, account, id, nil, model.TriggerScheduled, store.Audit{})
-}
-
-// test is the one path of stored tests: claim (with a token when limit is
-// set), run or wait, record.
-func (c *Checker) test(ctx context.Context, account string, id uuid.UUID, limit *store.RateLimit, trigger model.Trigger, a store.Audit) (Outcome, error) {
-	claim, err := c.st.ClaimTest(ctx, account, id, limit, c.opts.Lease)
+	claim, err := c.st.ClaimTest(ctx, account, id, &c.opts.RateLimit, c.opts.Lease)
 	if err != nil {
-		return Outcome{}, err
+		return nil, err
 	}
 	for !claim.Claimed {
 		st, err := c.waitFor(ctx, account, id, claim.Since)
 		if err != nil {
-			return Outcome{}, err
+			return nil, err
 		}
 		if st.Result != nil {
-			return Outcome{Result: st.Result, Shared: true}, nil
+			return st.Result, nil
 		}
 		// The other run ended without a result that describes the connection
 		// (it failed, or the connection changed meanwhile): run our own. The
 		// token was taken already.
 		if claim, err = c.st.ClaimTest(ctx, account, id, nil, c.opts.Lease); err != nil {
-			return Outcome{}, err
+			return nil, err
 		}
 	}
-	return c.runClaimed(ctx, claim.Connection, trigger, a)
+	o, err := c.runClaimed(ctx, claim.Connection, model.TriggerManual, a, func(ctx context.Context, t store.ConnectionTest) (store.Recorded, error) {
+		return c.st.RecordTestResult(ctx, t.Account, t.ID, t.Audit, t.TestRecord)
+	})
+	return o.Result, err
+}
+
+// Recheck runs the scheduled re-check of a due connection, outside the rate
+// limit, unless none is needed (Outcome.Skipped). The claims and records of
+// the re-checks that run at once share statements. It returns
+// store.ErrNotFound when the connection was deleted during the run, and
+// ctx's error when ctx ends during the run (then nothing is recorded).
+func (c *Checker) Recheck(ctx context.Context, due store.DueRecheck) (Outcome, error) {
+	conn, err := c.claims.do(due)
+	if err != nil || conn == nil {
+		return Outcome{Skipped: conn == nil}, err
+	}
+	return c.runClaimed(ctx, *conn, model.TriggerScheduled, store.Audit{}, func(_ context.Context, t store.ConnectionTest) (store.Recorded, error) {
+		rec, err := c.records.do(t)
+		if err == nil && rec == nil {
+			return store.Recorded{}, store.ErrNotFound
+		}
+		if err != nil {
+			return store.Recorded{}, err
+		}
+		return *rec, nil
+	})
+}
+
+// claimRechecks claims due connections for c.claims, and answers each with
+// its connection when claimed, nil when not.
+func (c *Checker) claimRechecks(ctx context.Context, due []store.DueRecheck) ([]*model.Connection, error) {
+	claimed, err := c.st.ClaimRechecks(ctx, due, c.opts.Lease)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]*model.Connection, len(claimed))
+	for i := range claimed {
+		byID[claimed[i].ID] = &claimed[i]
+	}
+	res := make([]*model.Connection, len(due))
+	for i, d := range due {
+		id := d.ID.String()
+		res[i] = byID[id]
+		delete(byID, id) // queued twice: one run
+	}
+	return res, nil
+}
+
+// recordRechecks records tests for c.records, and answers each with what it
+// did, nil when the connection was not found.
+func (c *Checker) recordRechecks(ctx context.Context, tests []store.ConnectionTest) ([]*store.Recorded, error) {
+	recorded, err := c.st.RecordTestResults(ctx, tests)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]*store.Recorded, len(tests))
+	for i, t := range tests {
+		if r, ok := recorded[t.ID]; ok {
+			res[i] = &r
+		}
+	}
+	return res, nil
 }
 
 // waitFor polls until a result recorded after since appears, or no test of
@@ -161,13 +219,14 @@ func (c *Checker) waitFor(ctx context.Context, account string, id uuid.UUID, sin
 }
 
 // runClaimed runs the test of conn, which the caller has claimed, and records
-// it, or releases the claim when it cannot.
-func (c *Checker) runClaimed(ctx context.Context, conn model.Connection, trigger model.Trigger, a store.Audit) (Outcome, error) {
+// it with record, or releases the claim when it cannot.
+func (c *Checker) runClaimed(ctx context.Context, conn model.Connection, trigger model.Trigger, a store.Audit,
+	record func(context.Context, store.ConnectionTest) (store.Recorded, error)) (Outcome, error) {
 	id := uuid.MustParse(conn.ID) // the store's ids are uuids
 	release := func(err error) (Outcome, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		return Outcome{}, errors.Join(err, c.st.ReleaseTest(rctx, conn.Account, id))
+		return Outcome{}, errors.Join(err, c.st.ReleaseTests(rctx, id))
 	}
 	runCtx := ctx
 	if trigger == model.TriggerManual {
@@ -187,19 +246,19 @@ func (c *Checker) runClaimed(ctx context.Context, conn model.Connection, trigger
 		return release(fmt.Errorf("encode test result: %w", err))
 	}
 	rec := store.TestRecord{Status: model.StatusConnected, Result: body, Trigger: trigger, Transient: res.Transient(),
-		TestedVersion: conn.Version, RecheckInterval: c.opts.RecheckInterval}
+		RetryAfter: retryAfter(res), TestedVersion: conn.Version, RecheckInterval: c.opts.RecheckInterval}
 	if res.Error != nil {
 		rec.Status, rec.Failure = model.StatusFailing, res.Error
 		rec.SecretExpired = res.Error.Code == dynamics.CodeClientSecretExpired
 	}
-	recorded, err := c.st.RecordTestResult(runCtx, conn.Account, id, a, rec)
+	recorded, err := record(runCtx, store.ConnectionTest{Account: conn.Account, ID: id, Audit: a, TestRecord: rec})
 	if errors.Is(err, store.ErrNotFound) {
 		return Outcome{}, err // deleted while it ran: nothing to release
 	}
 	if err != nil {
 		return release(err)
 	}
-	return Outcome{Result: body, Recorded: recorded, Transient: rec.Transient, RetryAfter: retryAfter(res)}, nil
+	return Outcome{Result: body, Recorded: recorded, Transient: rec.Transient}, nil
 }
 
 // retryAfter is the longest Retry-After among res's checks.

@@ -92,7 +92,7 @@ func TestRechecksAreOutsideTheRateLimit(t *testing.T) {
 	id := e.create(t, "ok")
 	ctx := context.Background()
 	for range 2 {
-		o, err := e.chk.Recheck(ctx, account, id)
+		o, err := e.chk.Recheck(ctx, due(id))
 		if err != nil || o.Shared || o.Transient || o.Recorded.To != model.StatusConnected {
 			t.Fatalf("recheck: %+v, %v", o, err)
 		}
@@ -104,7 +104,7 @@ func TestRechecksAreOutsideTheRateLimit(t *testing.T) {
 	if _, err := e.chk.TestConnection(ctx, account, id, store.Audit{}); !errors.As(err, &limited) {
 		t.Errorf("a second manual test within the hour: %v", err)
 	}
-	if _, err := e.chk.Recheck(ctx, account, id); err != nil {
+	if _, err := e.chk.Recheck(ctx, due(id)); err != nil {
 		t.Errorf("a re-check past the manual budget: %v", err)
 	}
 	c, err := e.st.Connection(ctx, account, id)
@@ -113,18 +113,31 @@ func TestRechecksAreOutsideTheRateLimit(t *testing.T) {
 	}
 }
 
-// TestRecheckOutcomes: transient failures say so with Microsoft's
-// Retry-After; a deleted connection is not found.
+// TestRecheckOutcomes: a transient failure says so and is tried again after
+// Microsoft's Retry-After; a connection tested since its re-check was
+// queued, or gone, is skipped.
 func TestRecheckOutcomes(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, checker.Options{})
+	e := newEnv(t, checker.Options{RecheckInterval: time.Hour})
 	ctx := context.Background()
-	o, err := e.chk.Recheck(ctx, account, e.create(t, "throttled"))
-	if err != nil || !o.Transient || o.RetryAfter != 27*time.Second || o.Recorded.To != model.StatusUntested {
+	id := e.create(t, "throttled")
+	o, err := e.chk.Recheck(ctx, due(id))
+	if err != nil || !o.Transient || o.Recorded.To != model.StatusUntested || o.Recorded.TransientFailures != 1 {
 		t.Errorf("throttled: %+v, %v", o, err)
 	}
-	if _, err := e.chk.Recheck(ctx, account, uuid.New()); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("unknown connection: %v", err)
+	// Tried again soon, not an interval later, but not before Microsoft's
+	// Retry-After (27 s).
+	c, err := e.st.Connection(ctx, account, id)
+	if err != nil || c.NextCheckAt == nil || c.LastCheckedAt == nil ||
+		c.NextCheckAt.Sub(*c.LastCheckedAt) < 27*time.Second || c.NextCheckAt.Sub(*c.LastCheckedAt) > 10*time.Minute {
+		t.Errorf("after a throttled re-check: checked %v, next %v, %v", c.LastCheckedAt, c.NextCheckAt, err)
+	}
+	// Tested since it was queued: skipped, as is an unknown connection.
+	if o, err := e.chk.Recheck(ctx, store.DueRecheck{ID: id, QueuedAt: c.LastCheckedAt.Add(-time.Millisecond)}); err != nil || !o.Skipped {
+		t.Errorf("a re-check queued before the last test: %+v, %v", o, err)
+	}
+	if o, err := e.chk.Recheck(ctx, due(uuid.New())); err != nil || !o.Skipped {
+		t.Errorf("unknown connection: %+v, %v", o, err)
 	}
 }
 
@@ -141,7 +154,7 @@ func TestStoppedRecheckRecordsNothing(t *testing.T) {
 		}
 		cancel()
 	}()
-	if _, err := e.chk.Recheck(ctx, account, id); !errors.Is(err, context.Canceled) {
+	if _, err := e.chk.Recheck(ctx, due(id)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("stopped recheck: %v", err)
 	}
 	c, err := e.st.Connection(context.Background(), account, id)
@@ -171,4 +184,9 @@ func TestCredentialsRefusesAMovedSecret(t *testing.T) {
 	if _, err := checker.Credentials(context.Background(), e.keys, c, model.SlotCurrent); err == nil {
 		t.Error("a secret moved to another row opened")
 	}
+}
+
+// due is a re-check of id queued now.
+func due(id uuid.UUID) store.DueRecheck {
+	return store.DueRecheck{ID: id, QueuedAt: time.Now()}
 }

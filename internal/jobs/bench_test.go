@@ -2,6 +2,7 @@ package jobs_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -122,12 +123,17 @@ func BenchmarkRechecks(b *testing.B) {
 		if err := j.Start(ctx); err != nil {
 			b.Fatal(err)
 		}
-		for done := 0; done < benchConnections; {
+		for done, quarter := 0, 1; done < benchConnections; {
 			e := <-events
 			if e.Job.Kind != (jobs.RecheckArgs{}).Kind() {
 				continue
 			}
-			if done++; done%(benchConnections/4) == 0 && done < benchConnections {
+			var args jobs.RecheckArgs
+			if err := json.Unmarshal(e.Job.EncodedArgs, &args); err != nil {
+				b.Fatal(err)
+			}
+			if done += len(args.ConnectionIDs); done >= quarter*benchConnections/4 && done < benchConnections {
+				quarter++
 				h := heap()
 				if heapQuarter == 0 {
 					heapQuarter = h

@@ -94,11 +94,10 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config, workers *river.Wor
 		if n <= 0 {
 			n = DefaultRecheckWorkers
 		}
-		// A short fetch cooldown: a re-check against a fast Microsoft takes
-		// milliseconds, and River's default (100 ms between fetches of at
-		// most one job per free worker) would cap a replica at 100 a second.
-		queues[QueueRecheck] = river.QueueConfig{MaxWorkers: n, FetchCooldown: 5 * time.Millisecond}
-		river.AddWorker(workers, &recheckWorker{chk: cfg.Checker, interval: cfg.RecheckInterval, metrics: cfg.Metrics, logger: logger})
+		// As many jobs as slots: a job whose last re-checks wait on a slow
+		// Microsoft does not keep the others' batches from the free slots.
+		queues[QueueRecheck] = river.QueueConfig{MaxWorkers: n}
+		river.AddWorker(workers, &recheckWorker{chk: cfg.Checker, slots: make(chan struct{}, n), metrics: cfg.Metrics, logger: logger})
 		river.AddWorker(workers, &scheduleWorker{pool: pool, st: st, interval: cfg.RecheckInterval})
 		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(scheduleEvery(cfg.RecheckInterval)),
 			func() (river.JobArgs, *river.InsertOpts) {

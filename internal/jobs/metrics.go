@@ -23,7 +23,7 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *Metrics {
 	m := &Metrics{
 		rechecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dynconn_rechecks_total",
-			Help: "Scheduled re-checks by outcome: connected, failing, transient (a failure without a setup step), shared (another test's result), deleted, error.",
+			Help: "Scheduled re-checks by outcome: connected, failing, transient (a failure without a setup step), skipped (tested since it was queued, or being tested), deleted, error.",
 		}, []string{"outcome"}),
 		run: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "dynconn_job_run_seconds", Help: "How long jobs ran, by kind and result (completed, failed, snoozed, cancelled).",

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,103 +15,145 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/dynconn/dynconn/internal/checker"
+	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/store"
 )
 
-// QueueRecheck is the queue of re-checks; RECHECK_WORKERS of them run at
-// once per replica.
+// QueueRecheck is the queue of re-checks.
 const QueueRecheck = "recheck"
 
 // scheduleBatch is how many due connections one transaction of the
-// scheduler takes (and queues re-checks for).
-const scheduleBatch = 500
+// scheduler takes, and the most one re-check job holds.
+const scheduleBatch = 100
 
 // uniqueWhileQueued makes a job unique among the jobs of its kind (and args)
 // that have not finished: a second insert while one waits or runs is a no-op.
-// Finished jobs are left out, so the next interval's re-check is not refused
-// while the last one's completed row awaits River's cleaner.
+// Finished jobs are left out, so the next run is not refused while the last
+// one's completed row awaits River's cleaner.
 var uniqueWhileQueued = river.UniqueOpts{ByArgs: true, ByState: []rivertype.JobState{
 	rivertype.JobStateAvailable, rivertype.JobStatePending, rivertype.JobStateRunning,
 	rivertype.JobStateRetryable, rivertype.JobStateScheduled,
 }}
 
-// RecheckArgs is one scheduled re-check of a connection.
+// RecheckArgs is the scheduled re-checks of a batch of connections that came
+// due together. One job per connection would make River's own work (a row
+// inserted, fetched and completed per job) cost more than the re-check; the
+// connections' rows, not the jobs, say which re-checks are done (see Work).
 type RecheckArgs struct {
-	ConnectionID uuid.UUID `json:"connection_id"`
-	Account      string    `json:"account"`
+	ConnectionIDs []uuid.UUID `json:"connection_ids"`
+	// QueuedAt is when the scheduler queued them, by the database's clock.
+	QueuedAt time.Time `json:"queued_at"`
 }
 
 // Kind implements river.JobArgs.
 func (RecheckArgs) Kind() string { return "recheck" }
 
-// InsertOpts implements river.JobArgsWithInsertOpts: one queued re-check per
-// connection, whichever replica's scheduler asked.
+// InsertOpts implements river.JobArgsWithInsertOpts.
 func (RecheckArgs) InsertOpts() river.InsertOpts {
-	return river.InsertOpts{Queue: QueueRecheck, UniqueOpts: uniqueWhileQueued}
+	return river.InsertOpts{Queue: QueueRecheck}
 }
 
-// recheckWorker runs a re-check through the checker, the path of manual
-// tests (which also sends the expiry notice that is due). A transient failure
-// (no setup step) is tried again after a backoff that honours Retry-After,
-// until the third in a row has turned the connection failing: at most two
-// retries per interval, so re-checks never storm a throttled Dataverse.
+// recheckBudget is how long a re-check job starts new re-checks; the rest of
+// its batch is left to its next run (Work), so that no job runs near
+// RescueStuckJobsAfter, when River would hand it to another replica while it
+// still runs.
+const recheckBudget = time.Minute
+
+// recheckWorker runs re-checks through the checker, the path of manual tests
+// (which also sends the expiry notice that is due), at most RECHECK_WORKERS
+// at once per replica (slots) however many jobs run. A transient failure (no
+// setup step) is not retried here: its record schedules the connection's
+// next check soon, with backoff, until the third in a row turns it failing.
 type recheckWorker struct {
 	river.WorkerDefaults[RecheckArgs]
-	chk      *checker.Checker
-	interval time.Duration
-	metrics  *Metrics
-	logger   *slog.Logger
+	chk     *checker.Checker
+	slots   chan struct{}
+	metrics *Metrics
+	logger  *slog.Logger
 }
 
-// Work implements river.Worker.
+// Timeout implements river.Worker: the budget, then the last re-checks'
+// test deadline, and time to record them.
+func (w *recheckWorker) Timeout(*river.Job[RecheckArgs]) time.Duration {
+	return recheckBudget + dynamics.DefaultDeadline + 10*time.Second
+}
+
+// Work implements river.Worker. A run may be a second one (after a
+// shutdown, a crash or an error): a connection tested since the batch was
+// queued is skipped, so each gets one re-check.
 func (w *recheckWorker) Work(ctx context.Context, job *river.Job[RecheckArgs]) error {
-	a := job.Args
-	o, err := w.chk.Recheck(ctx, a.Account, a.ConnectionID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		w.metrics.recheck("deleted")
-		return nil
-	case err != nil && ctx.Err() != nil:
-		// Stopped (shutdown): nothing was recorded; run it again at once,
-		// on whichever replica takes it, without counting an attempt.
-		return river.JobSnooze(0)
-	case err != nil:
-		w.metrics.recheck("error")
-		return err // River retries with its own backoff
+	stopStarting := time.Now().Add(recheckBudget)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	left := 0 // re-checks for the next run
+	for i, id := range job.Args.ConnectionIDs {
+		took := w.takeSlot(ctx)
+		if !took || time.Now().After(stopStarting) {
+			if took {
+				<-w.slots
+			}
+			mu.Lock()
+			left += len(job.Args.ConnectionIDs) - i
+			mu.Unlock()
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-w.slots }()
+			o, err := w.chk.Recheck(ctx, store.DueRecheck{ID: id, QueuedAt: job.Args.QueuedAt})
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				w.metrics.recheck("deleted")
+			case err != nil && ctx.Err() != nil:
+				left++ // stopped: nothing recorded
+			case err != nil:
+				w.metrics.recheck("error")
+				errs = append(errs, err)
+			default:
+				w.metrics.recheck(recheckOutcome(o))
+			}
+		})
 	}
-	w.metrics.recheck(recheckOutcome(o))
-	if n := o.Recorded.TransientFailures; o.Transient && n > 0 && n < store.TransientFailuresToFail {
-		delay := retryDelay(n, o.RetryAfter, w.interval)
-		w.logger.Info("re-check failed for a transient reason; trying again", "connection_id", a.ConnectionID,
-			"failures_in_a_row", n, "retry_in", delay.String())
-		return river.JobSnooze(delay)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err // River runs the job again later, with its backoff
+	}
+	if left > 0 {
+		// Stopped (a shutdown), or out of budget: run the rest again at once,
+		// on whichever replica takes it, without counting an attempt.
+		w.logger.Info("re-checks left for the job's next run", "left", left, "job_id", job.ID)
+		return river.JobSnooze(0)
 	}
 	return nil
+}
+
+// takeSlot waits for one of the replica's RECHECK_WORKERS slots. It reports
+// false, holding none, when ctx ends first.
+func (w *recheckWorker) takeSlot(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	select {
+	case w.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // recheckOutcome is the metrics label of a re-check that ran.
 func recheckOutcome(o checker.Outcome) string {
 	switch {
-	case o.Shared:
-		return "shared"
+	case o.Skipped:
+		return "skipped"
 	case o.Transient:
 		return "transient"
 	case o.Recorded.To == "failing":
 		return "failing"
 	}
 	return "connected"
-}
-
-// retryDelay is how long to wait before trying a re-check again after its
-// n-th transient failure in a row: a base of a twentieth of the interval
-// (at most 5 minutes) doubled per failure, ±20 % so that connections
-// throttled together do not come back together, and never less than
-// Microsoft's Retry-After.
-func retryDelay(n int, retryAfter, interval time.Duration) time.Duration {
-	base := min(interval/20, 5*time.Minute)
-	d := base << (n - 1)
-	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-	return max(d, retryAfter)
 }
 
 // ScheduleArgs is a run of the re-check scheduler.
@@ -142,16 +184,12 @@ func (w *scheduleWorker) Work(ctx context.Context, job *river.Job[ScheduleArgs])
 	for {
 		var n int
 		err := pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
-			due, err := w.st.ClaimDueChecks(ctx, tx, w.interval, scheduleBatch)
-			if err != nil || len(due) == 0 {
+			ids, queuedAt, err := w.st.ClaimDueChecks(ctx, tx, w.interval, scheduleBatch)
+			if err != nil || len(ids) == 0 {
 				return err
 			}
-			params := make([]river.InsertManyParams, len(due))
-			for i, d := range due {
-				params[i] = river.InsertManyParams{Args: RecheckArgs{ConnectionID: d.ConnectionID, Account: d.Account}}
-			}
-			n = len(due)
-			_, err = client.InsertManyTx(ctx, tx, params)
+			n = len(ids)
+			_, err = client.InsertTx(ctx, tx, RecheckArgs{ConnectionIDs: ids, QueuedAt: queuedAt}, nil)
 			return err
 		})
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/dynconn/dynconn/internal/model"
 )
 
 // Scheduled re-checks: every connection has a next_check_at, which every
@@ -44,16 +46,11 @@ func (s *Store) SpreadChecks(ctx context.Context, interval time.Duration, batch 
 	}
 }
 
-// DueCheck is a connection whose re-check is due.
-type DueCheck struct {
-	ConnectionID uuid.UUID `db:"id"`
-	Account      string    `db:"account"`
-}
-
 // claimDueChecks takes up to $2 due connections, oldest due first, and moves
 // their next check one interval ($1) ahead, so that no other run takes them;
 // the re-check's record then sets the real next one. SKIP LOCKED lets
-// concurrent runs take disjoint batches.
+// concurrent runs take disjoint batches. now() is the time they were queued
+// at, by the database's clock, which ClaimRechecks compares with theirs.
 const claimDueChecks = `
 UPDATE connections c SET next_check_at = now() + $1::interval
 FROM (
@@ -61,16 +58,59 @@ FROM (
 	ORDER BY next_check_at LIMIT $2 FOR UPDATE SKIP LOCKED
 ) due
 WHERE c.id = due.id
-RETURNING c.id, c.account`
+RETURNING c.id, now()`
 
 // ClaimDueChecks takes up to limit connections whose re-check is due, on tx,
 // so that the caller queues their re-checks in the same transaction: either
-// both commit or neither does.
-func (s *Store) ClaimDueChecks(ctx context.Context, tx pgx.Tx, interval time.Duration, limit int) ([]DueCheck, error) {
+// both commit or neither does. It returns their ids and when they were
+// queued.
+func (s *Store) ClaimDueChecks(ctx context.Context, tx pgx.Tx, interval time.Duration, limit int) ([]uuid.UUID, time.Time, error) {
 	rows, _ := tx.Query(ctx, claimDueChecks, interval, limit)
-	due, err := pgx.CollectRows(rows, pgx.RowToStructByName[DueCheck])
-	if err != nil {
-		return nil, fmt.Errorf("claim due checks: %w", err)
+	var ids []uuid.UUID
+	var id uuid.UUID
+	var queuedAt time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&id, &queuedAt}, func() error {
+		ids = append(ids, id)
+		return nil
+	}); err != nil {
+		return nil, time.Time{}, fmt.Errorf("claim due checks: %w", err)
 	}
-	return due, nil
+	return ids, queuedAt, nil
+}
+
+// DueRecheck is a connection whose re-check was queued at QueuedAt.
+type DueRecheck struct {
+	ID       uuid.UUID
+	QueuedAt time.Time
+}
+
+// claimRechecks claims the test of each connection ($1) queued at $2 for $3,
+// unless it was tested since it was queued (a re-check ran already, or a
+// manual test did), or a test of it is running (whose result will do), or it
+// is gone: in one statement for all.
+const claimRechecks = `
+UPDATE connections c SET test_lease_until = now() + $3::interval
+FROM unnest($1::uuid[], $2::timestamptz[]) AS due (due_id, queued_at)
+WHERE c.id = due.due_id AND (c.last_checked_at IS NULL OR c.last_checked_at < due.queued_at)
+	AND (c.test_lease_until IS NULL OR c.test_lease_until < now())
+RETURNING ` + connectionColumns
+
+// ClaimRechecks claims the tests of due connections for lease, as ClaimTest
+// does, and returns the connections it claimed; the caller records each
+// (RecordTestResults) or releases it (ReleaseTests). The others need no
+// re-check now.
+func (s *Store) ClaimRechecks(ctx context.Context, due []DueRecheck, lease time.Duration) ([]model.Connection, error) {
+	ids, queued := make([]uuid.UUID, len(due)), make([]time.Time, len(due))
+	for i, d := range due {
+		ids[i], queued[i] = d.ID, d.QueuedAt
+	}
+	rows, _ := s.pool.Query(ctx, claimRechecks, ids, queued, lease)
+	claimed, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.Connection, error) {
+		r, err := pgx.RowToStructByName[connectionRow](row)
+		return r.toModel(), err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim re-checks: %w", err)
+	}
+	return claimed, nil
 }

@@ -31,8 +31,12 @@ type TestRecord struct {
 	Trigger model.Trigger
 	// Transient marks a scheduled failure that is nobody's fault
 	// (model.TestResult.Transient): it changes Status only once
-	// TransientFailuresToFail of them came in a row.
+	// TransientFailuresToFail of them came in a row, and until then the
+	// connection is tried again soon (retryIn) rather than an interval later.
 	Transient bool
+	// RetryAfter is how long Microsoft asked to wait (Retry-After), if it did:
+	// a transient failure is not tried again sooner.
+	RetryAfter time.Duration
 	// TestedVersion is the connection's Version that was tested. If the
 	// connection changed while the test ran (a new secret, URL or client id),
 	// the result is kept in the history but no longer describes the
@@ -56,37 +60,65 @@ type Recorded struct {
 	TransientFailures int
 }
 
-// recordTest is the whole of RecordTestResult in one statement, so it costs
-// one round trip and runs in one implicit transaction. The data-modifying
-// CTEs all see the snapshot from before the statement, and the row lock of
-// conn orders concurrent records: the trim keeps the newest
-// TestHistoryLength-1 older results ($10 is that number, used as the offset
-// of the newest result to drop) beside the one inserted. outcome works out
-// the new status: unchanged when the connection was edited while the test
-// ran ($6 is the tested version) or for a transient failure short of $13 in
-// a row, else the result's ($3). It also writes the expiry notice that is
-// due (see expiry.go), so that a re-check costs two round trips: the claim
-// and this.
-var recordTest = `
-WITH conn AS (
-	SELECT c.*, ` + credentialExpiresAt("c") + ` AS expires_at, expiry_notice_due(` + credentialExpiresAt("c") + `) AS days
-	FROM connections c WHERE account = $1 AND id = $2 FOR UPDATE
+// ConnectionTest is a TestRecord of a connection, for RecordTestResults.
+type ConnectionTest struct {
+	Account string
+	ID      uuid.UUID
+	// Audit is who asked, for a manual test's audit event.
+	Audit Audit
+	TestRecord
+}
+
+// retryIn is the SQL expression of how long after the n-th transient failure
+// in a row (n is %[1]s) a connection is tried again, for a re-check interval
+// %[2]s and Microsoft's Retry-After %[3]s: a base of a twentieth of the
+// interval (at most 5 minutes) doubled per failure, ±20 %% so that
+// connections throttled together do not come back together, and never
+// sooner than Retry-After. At most TransientFailuresToFail-1 retries come
+// per interval, so re-checks never storm a throttled Dataverse.
+const retryIn = `GREATEST(LEAST(%[2]s / 20, interval '5 minutes') * power(2, %[1]s - 1) * (0.8 + 0.4 * random()), %[3]s)`
+
+// recordTests is the whole of RecordTestResults in one statement, so it costs
+// one round trip and runs in one implicit transaction however many tests it
+// records. The input is one row per test, from the arrays $3…; the
+// data-modifying CTEs all see the snapshot from before the statement, and
+// the row locks of conn (taken in id order) order concurrent records: the
+// trim keeps each connection's newest TestHistoryLength-1 older results ($1
+// is that number, used as the offset of the newest result to drop) beside
+// the one inserted. outcome works out the new status: unchanged when the
+// connection was edited while the test ran (the tested version differs) or
+// for a transient failure short of $2 in a row, else the result's. It also
+// writes the expiry notice that is due (see expiry.go), so that a re-check
+// costs two round trips, the claim and this, each shared by the re-checks
+// that run at the same time.
+var recordTests = `
+WITH input AS (
+	SELECT * FROM unnest($3::text[], $4::uuid[], $5::text[], $6::text[], $7::bool[], $8::bigint[], $9::text[],
+		$10::text[], $11::text[], $12::text[], $13::bool[], $14::interval[], $15::interval[], $16::text[], $17::text[])
+	AS i (i_account, i_id, i_status, i_result, i_secret_expired, i_version, i_code,
+		i_actor, i_request_id, i_details, i_transient, i_retry_after, i_interval, i_trigger, i_step)
+), conn AS (
+	SELECT c.*, i.*, ` + credentialExpiresAt("c") + ` AS expires_at, expiry_notice_due(` + credentialExpiresAt("c") + `) AS days
+	FROM connections c JOIN input i ON c.account = i.i_account AND c.id = i.i_id
+	ORDER BY c.id FOR UPDATE OF c
 ), outcome AS (
-	SELECT id, account, status AS old_status, version = $6 AS current, expires_at, days,
+	SELECT conn.*, status AS old_status, version = i_version AS current,
 		` + noticeWanted("conn", "expires_at", "days") + ` AS notify,
-		CASE WHEN version <> $6 OR ($12 AND transient_failures + 1 < $13) THEN status ELSE $3 END AS new_status,
-		CASE WHEN $12 THEN transient_failures + 1 ELSE 0 END AS failures
+		CASE WHEN version <> i_version OR (i_transient AND transient_failures + 1 < $2) THEN status ELSE i_status END AS new_status,
+		CASE WHEN i_transient THEN transient_failures + 1 ELSE 0 END AS failures
 	FROM conn
 ), updated AS (
 	UPDATE connections c SET test_lease_until = NULL,
 		status = o.new_status,
 		status_since = CASE WHEN o.new_status <> o.old_status THEN now() ELSE c.status_since END,
-		last_test = CASE WHEN o.current THEN $4 ELSE c.last_test END,
-		secret_expired_at = CASE WHEN o.current AND $5 THEN COALESCE(c.secret_expired_at, now()) ELSE c.secret_expired_at END,
+		last_test = CASE WHEN o.current THEN o.i_result::jsonb ELSE c.last_test END,
+		secret_expired_at = CASE WHEN o.current AND o.i_secret_expired THEN COALESCE(c.secret_expired_at, now()) ELSE c.secret_expired_at END,
 		transient_failures = CASE WHEN o.current THEN o.failures ELSE c.transient_failures END,
 		last_checked_at = CASE WHEN o.current THEN now() ELSE c.last_checked_at END,
 		next_check_at = CASE WHEN NOT o.current THEN c.next_check_at
-			ELSE now() + $14::interval * (0.9 + 0.2 * random()) END,
+			WHEN o.i_interval IS NULL THEN NULL
+			WHEN o.i_transient AND o.failures < $2 THEN now() + ` + fmt.Sprintf(retryIn, "o.failures", "o.i_interval", "o.i_retry_after") + `
+			ELSE now() + o.i_interval * (0.9 + 0.2 * random()) END,
 		version = CASE WHEN o.current THEN c.version + 1 ELSE c.version END,
 		updated_at = CASE WHEN o.current THEN now() ELSE c.updated_at END,
 		expiry_notice_for = CASE WHEN o.notify THEN o.expires_at ELSE c.expiry_notice_for END,
@@ -94,64 +126,96 @@ WITH conn AS (
 	FROM outcome o WHERE c.id = o.id
 ), history AS (
 	INSERT INTO connection_tests (connection_id, account, code, result)
-	SELECT conn.id, $1, $7, $4 FROM conn
+	SELECT id, account, i_code, i_result::jsonb FROM conn ORDER BY id
 ), trimmed AS (
-	DELETE FROM connection_tests WHERE account = $1 AND connection_id = $2 AND id <= (
-		SELECT id FROM connection_tests WHERE account = $1 AND connection_id = $2 ORDER BY id DESC OFFSET $10 LIMIT 1)
+	DELETE FROM connection_tests t USING conn
+	WHERE t.account = conn.account AND t.connection_id = conn.id AND t.id <= (
+		SELECT h.id FROM connection_tests h WHERE h.account = conn.account AND h.connection_id = conn.id
+		ORDER BY h.id DESC OFFSET $1 LIMIT 1)
 ), audit AS (
 	INSERT INTO audit_events (account, connection_id, actor, action, request_id, details)
-	SELECT $1, conn.id, $8, '` + ActionTested + `', $9, $11 FROM conn WHERE $15 = '` + string(model.TriggerManual) + `'
+	SELECT account, id, i_actor, '` + ActionTested + `', i_request_id, i_details::jsonb
+	FROM conn WHERE i_trigger = '` + string(model.TriggerManual) + `' ORDER BY id
 ), event AS (
 	INSERT INTO events (public_id, account, type, connection_id, data)
-	SELECT event_public_id(), $1, '` + EventConnectionStatusChanged + `', o.id, jsonb_build_object(
-		'connection_id', o.id, 'from', o.old_status, 'to', o.new_status,
-		'code', $7, 'setup_step', $16::text, 'trigger', $15)
-	FROM outcome o WHERE o.new_status <> o.old_status
+	SELECT event_public_id(), account, '` + EventConnectionStatusChanged + `', id, jsonb_build_object(
+		'connection_id', id, 'from', old_status, 'to', new_status,
+		'code', i_code, 'setup_step', i_step, 'trigger', i_trigger)
+	FROM outcome WHERE new_status <> old_status ORDER BY id
 ), notice AS (
 	INSERT INTO events (public_id, account, type, connection_id, data)
-	SELECT ` + noticeEventSelect + ` FROM outcome WHERE notify
+	SELECT ` + noticeEventSelect + ` FROM outcome WHERE notify ORDER BY id
 )
-SELECT old_status, new_status, failures FROM outcome`
+SELECT id, old_status, new_status, failures FROM outcome`
 
-// RecordTestResult stores a test of the account's connection: on the
-// connection (status, last_test, the secret's expiry when Microsoft reported
-// it, when it was checked and when it is checked next), in its history
-// (trimmed to TestHistoryLength), as a connection.tested audit event by a for
-// a manual test, and as a connection.status_changed event when the status
-// changed, and the expiry notice that is due — atomically. It ends the test's
-// claim (ClaimTest). It returns
-// ErrNotFound as Connection does (the connection may have been deleted while
-// the test ran).
-func (s *Store) RecordTestResult(ctx context.Context, account string, id uuid.UUID, a Audit, r TestRecord) (Recorded, error) {
-	outcome := "ok"
-	var code, step *string
-	if r.Failure != nil {
-		outcome, code, step = r.Failure.Code, &r.Failure.Code, r.Failure.SetupStep
+// RecordTestResults stores tests of connections, each: on the connection
+// (status, last_test, the secret's expiry when Microsoft reported it, when it
+// was checked and when it is checked next), in its history (trimmed to
+// TestHistoryLength), as a connection.tested audit event by its Audit for a
+// manual test, and as a connection.status_changed event when the status
+// changed, and the expiry notice that is due — atomically, in one statement.
+// It ends the tests' claims (ClaimTest, ClaimRechecks). It returns what it did
+// to each connection by id; one that is missing was not found (deleted while
+// its test ran, or of another account).
+func (s *Store) RecordTestResults(ctx context.Context, tests []ConnectionTest) (map[uuid.UUID]Recorded, error) {
+	n := len(tests)
+	var (
+		accounts, statuses, results, actors, requestIDs, details, triggers = make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		ids                    = make([]uuid.UUID, n)
+		expired, transient     = make([]bool, n), make([]bool, n)
+		versions               = make([]int64, n)
+		codes, steps           = make([]*string, n), make([]*string, n)
+		retryAfters, intervals = make([]time.Duration, n), make([]*time.Duration, n)
+	)
+	for i, t := range tests {
+		outcome := "ok"
+		if t.Failure != nil {
+			outcome, codes[i], steps[i] = t.Failure.Code, &t.Failure.Code, t.Failure.SetupStep
+		}
+		d, err := json.Marshal(map[string]string{"outcome": outcome})
+		if err != nil {
+			return nil, fmt.Errorf("encode audit details: %w", err)
+		}
+		triggers[i] = string(t.Trigger)
+		if t.Trigger == "" {
+			triggers[i] = string(model.TriggerManual)
+		}
+		if t.RecheckInterval > 0 {
+			intervals[i] = &t.RecheckInterval
+		}
+		accounts[i], ids[i], statuses[i], results[i], details[i] = t.Account, t.ID, string(t.Status), string(t.Result), string(d)
+		actors[i], requestIDs[i], expired[i], versions[i] = t.Audit.Actor, t.Audit.RequestID, t.SecretExpired, t.TestedVersion
+		transient[i], retryAfters[i] = t.Transient && triggers[i] == string(model.TriggerScheduled), t.RetryAfter
 	}
-	details, err := json.Marshal(map[string]string{"outcome": outcome})
+	rows, _ := s.pool.Query(ctx, recordTests, TestHistoryLength-1, TransientFailuresToFail,
+		accounts, ids, statuses, results, expired, versions, codes, actors, requestIDs, details, transient,
+		retryAfters, intervals, triggers, steps)
+	recorded := make(map[uuid.UUID]Recorded, n)
+	var id uuid.UUID
+	var r Recorded
+	_, err := pgx.ForEachRow(rows, []any{&id, &r.From, &r.To, &r.TransientFailures}, func() error {
+		recorded[id] = r
+		return nil
+	})
 	if err != nil {
-		return Recorded{}, fmt.Errorf("encode audit details: %w", err)
+		return nil, fmt.Errorf("record test results: %w", err)
 	}
-	trigger := r.Trigger
-	if trigger == "" {
-		trigger = model.TriggerManual
+	return recorded, nil
+}
+
+// RecordTestResult records one test of the account's connection, as
+// RecordTestResults does, and returns ErrNotFound as Connection does.
+func (s *Store) RecordTestResult(ctx context.Context, account string, id uuid.UUID, a Audit, r TestRecord) (Recorded, error) {
+	recorded, err := s.RecordTestResults(ctx, []ConnectionTest{{Account: account, ID: id, Audit: a, TestRecord: r}})
+	if err != nil {
+		return Recorded{}, err
 	}
-	var interval *time.Duration
-	if r.RecheckInterval > 0 {
-		interval = &r.RecheckInterval
-	}
-	var from, to string
-	var failures int
-	err = s.pool.QueryRow(ctx, recordTest, account, id, string(r.Status), json.RawMessage(r.Result), r.SecretExpired,
-		r.TestedVersion, code, a.Actor, a.RequestID, TestHistoryLength-1, details,
-		r.Transient && trigger == model.TriggerScheduled, TransientFailuresToFail, interval, string(trigger), step).Scan(&from, &to, &failures)
-	if errors.Is(err, pgx.ErrNoRows) {
+	rec, ok := recorded[id]
+	if !ok {
 		return Recorded{}, ErrNotFound
 	}
-	if err != nil {
-		return Recorded{}, fmt.Errorf("record test result: %w", err)
-	}
-	return Recorded{From: model.Status(from), To: model.Status(to), TransientFailures: failures}, nil
+	return rec, nil
 }
 
 // RateLimit is a token bucket: a burst of Burst tests, then one every Every.
@@ -275,11 +339,11 @@ func (s *Store) ClaimTest(ctx context.Context, account string, id uuid.UUID, lim
 	return TestClaim{Connection: row.toModel(), Claimed: row.Claimed, Since: row.Since}, nil
 }
 
-// ReleaseTest ends a claim whose test will not be recorded (it could not
-// run), so that a waiting caller need not wait for the lease to run out.
-func (s *Store) ReleaseTest(ctx context.Context, account string, id uuid.UUID) error {
-	if _, err := s.pool.Exec(ctx, `UPDATE connections SET test_lease_until = NULL WHERE account = $1 AND id = $2`, account, id); err != nil {
-		return fmt.Errorf("release test: %w", err)
+// ReleaseTests ends claims whose tests will not be recorded (they could not
+// run), so that waiting callers need not wait for the leases to run out.
+func (s *Store) ReleaseTests(ctx context.Context, ids ...uuid.UUID) error {
+	if _, err := s.pool.Exec(ctx, `UPDATE connections SET test_lease_until = NULL WHERE id = ANY($1)`, ids); err != nil {
+		return fmt.Errorf("release tests: %w", err)
 	}
 	return nil
 }

@@ -250,7 +250,7 @@ func TestClaimTest(t *testing.T) {
 	if err != nil || !sched.Claimed {
 		t.Fatalf("scheduled claim: %+v, %v", sched, err)
 	}
-	if err := s.ReleaseTest(ctx, account, id); err != nil {
+	if err := s.ReleaseTests(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	if again, err := s.ClaimTest(ctx, account, id, nil, time.Minute); err != nil || !again.Claimed {
@@ -258,5 +258,46 @@ func TestClaimTest(t *testing.T) {
 	}
 	if _, err := s.ClaimTest(ctx, other, id, nil, time.Minute); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("another account's connection: %v", err)
+	}
+}
+
+// TestTransientRetryBackoff: after a scheduled transient failure the
+// connection is tried again after a twentieth of the interval (at most 5
+// minutes), doubled per failure, ±20 %, never before Microsoft's
+// Retry-After; the third in a row turns it failing and the interval applies
+// again.
+func TestTransientRetryBackoff(t *testing.T) {
+	t.Parallel()
+	s := storetest.New(t)
+	ctx := context.Background()
+	unavailable := &model.TestError{Code: "microsoft_unavailable"}
+	for _, tc := range []struct {
+		interval, retryAfter time.Duration
+		want                 []time.Duration // the next check after failures 1, 2 and 3
+	}{
+		{24 * time.Hour, 0, []time.Duration{5 * time.Minute, 10 * time.Minute, 24 * time.Hour}},
+		{time.Second, 0, []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, time.Second}},
+		{24 * time.Hour, time.Hour, []time.Duration{time.Hour, time.Hour, 24 * time.Hour}},
+	} {
+		c := create(t, s, newConnection(account))
+		for i, want := range tc.want {
+			r := store.TestRecord{Status: model.StatusFailing, Result: []byte(`{}`), Failure: unavailable, Trigger: model.TriggerScheduled,
+				Transient: true, RetryAfter: tc.retryAfter, TestedVersion: get(t, s, account, c.ID).Version, RecheckInterval: tc.interval}
+			if _, err := s.RecordTestResult(ctx, account, uuid.MustParse(c.ID), testAudit, r); err != nil {
+				t.Fatal(err)
+			}
+			after := get(t, s, account, c.ID)
+			got := after.NextCheckAt.Sub(*after.LastCheckedAt)
+			lo, hi := want*8/10, want*12/10
+			if i == len(tc.want)-1 || tc.retryAfter > 0 {
+				lo, hi = want*9/10, want*11/10 // the interval's ±10 %, or Retry-After exactly
+				if tc.retryAfter > 0 && i < len(tc.want)-1 {
+					lo, hi = want, want
+				}
+			}
+			if got < lo || got > hi {
+				t.Errorf("interval %v, Retry-After %v: next check %v after failure %d, want %v–%v", tc.interval, tc.retryAfter, got, i+1, lo, hi)
+			}
+		}
 	}
 }
