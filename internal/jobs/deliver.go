@@ -42,7 +42,10 @@ const retrySpan = 24 * time.Hour
 const jitter = 0.2
 
 // deliveryTimeout bounds one job: the attempt's 10 s plus the database work
-// around it.
+// around it. Work applies it within River's Config.JobTimeout rather than as
+// River's per-worker Timeout, which River's rescuer would also wait out
+// before rescuing a delivery: Config.RescueAfter alone decides when a killed
+// replica's deliveries run again.
 const deliveryTimeout = 30 * time.Second
 
 // systemActor is the audit actor of changes dynconn makes by itself.
@@ -118,13 +121,12 @@ func (w *deliverWorker) NextRetry(job *river.Job[DeliverArgs]) time.Time {
 	return time.Now().Add(deliveryDelay(w.base, job.ID, job.Attempt))
 }
 
-// Timeout implements river.Worker.
-func (w *deliverWorker) Timeout(*river.Job[DeliverArgs]) time.Duration { return deliveryTimeout }
-
 // Work makes one attempt. It returns an error for a failed attempt, so that
 // River schedules the next one (NextRetry) or, after the last, discards the
 // job; the delivery row says the same in the contract's terms.
 func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) error {
+	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout)
+	defer cancel()
 	out, err := w.st.Outgoing(ctx, job.Args.DeliveryID)
 	if errors.Is(err, store.ErrDeliveryNotFound) {
 		return nil // the endpoint was deleted, or the event pruned: nothing to send
@@ -142,8 +144,8 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 	res := w.attempt(ctx, out)
 	w.metrics.observe(res)
 	// The attempt is recorded even when a shutdown cancelled it.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
+	ctx, cancelRecord := context.WithTimeout(context.WithoutCancel(ctx), finishGrace)
+	defer cancelRecord()
 	last := job.Attempt >= job.MaxAttempts
 	a := store.Attempt{Status: store.DeliveryPending, HTTPStatus: res.Status, Error: res.Error, Duration: res.Duration}
 	switch {

@@ -8,6 +8,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,13 +50,38 @@ type Config struct {
 	// of (River's FetchPollInterval); 0 is River's default (1s). Tests
 	// shorten it.
 	PollInterval time.Duration
+	// JobTimeout bounds every job: River ends its context after this long
+	// (River's JobTimeout). 0 is DefaultJobTimeout.
+	JobTimeout time.Duration
+	// RescueAfter is how long a job may stay running before the leader
+	// replica takes it for lost (its replica was killed: SIGKILL, a lost
+	// node) and runs it again (River's RescueStuckJobsAfter). 0 is
+	// DefaultRescueAfter. It must exceed JobTimeout by more than 5 s, the
+	// time a job may take after its context ends to record what it did, or
+	// a job still running could be run a second time at once. Tests shorten
+	// both to see a rescue within seconds.
+	RescueAfter time.Duration
 }
 
 // Defaults for Config.
 const (
 	DefaultWorkers        = 10
 	DefaultRecheckWorkers = 10
+	// DefaultJobTimeout is River's own default: a re-check is bounded by the
+	// test's deadline (25 s), a delivery by deliveryTimeout.
+	DefaultJobTimeout = time.Minute
+	// DefaultRescueAfter: a killed replica's jobs wait this long, plus up to
+	// River's rescuer interval (30 s), before another replica runs them;
+	// when the killed replica led, its leadership passes first, within
+	// about 20 s (River's leader TTL). River's default is an hour; two
+	// minutes is safe with DefaultJobTimeout.
+	DefaultRescueAfter = 2 * time.Minute
 )
+
+// finishGrace is how long a job may still run after its context ends, to
+// record what it did: a delivery its attempt (deliverWorker.Work), a
+// re-check the release of its claim (checker.runClaimed, 5 s too).
+const finishGrace = 5 * time.Second
 
 // Jobs is a River client with the lifecycle the server needs.
 type Jobs struct {
@@ -74,6 +100,12 @@ type Jobs struct {
 // of workers (which may be empty, never nil). It does not start working
 // until Start.
 func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config, workers *river.Workers) (*Jobs, error) {
+	jobTimeout := cmp.Or(cfg.JobTimeout, DefaultJobTimeout)
+	rescueAfter := cmp.Or(cfg.RescueAfter, DefaultRescueAfter)
+	if jobTimeout < 0 || rescueAfter <= jobTimeout+finishGrace {
+		return nil, fmt.Errorf("RescueAfter (%s) must exceed JobTimeout (%s) by more than %s, the time a job may take to record its outcome, "+
+			"or a running job could be run twice", rescueAfter, jobTimeout, finishGrace)
+	}
 	st := store.New(pool)
 	queues := map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: DefaultWorkers}}
 	for name, n := range cfg.Queues {
@@ -114,12 +146,10 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config, workers *river.Wor
 		// Completed jobs are kept an hour (River's default is a day): with
 		// 10,000 re-checks a day there is no need to keep more.
 		CompletedJobRetentionPeriod: time.Hour,
-		// A replica killed mid-job (SIGKILL, a lost node) leaves its jobs
-		// "running"; the leader hands them to another replica after this
-		// long. River's default is an hour; no job of ours runs longer than
-		// JobTimeout (a minute: a re-check is bounded by the test deadline,
-		// a delivery by its 10 s timeout), so two minutes is safe.
-		RescueStuckJobsAfter: 2 * time.Minute,
+		JobTimeout:                  jobTimeout,
+		// A replica killed mid-job leaves its jobs "running"; the leader's
+		// rescuer hands them to another replica after this long.
+		RescueStuckJobsAfter: rescueAfter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("river client: %w", err)

@@ -40,11 +40,13 @@ const testRetryBase = 20 * time.Millisecond
 
 // hookEnv is a database with the pieces of webhook delivery around it.
 type hookEnv struct {
-	t      testing.TB
-	pool   *pgxpool.Pool
-	st     *store.Store
-	keys   *crypto.Keyring
-	logger *slog.Logger
+	t    testing.TB
+	pool *pgxpool.Pool
+	st   *store.Store
+	keys *crypto.Keyring
+	// keyLine is keys' ENCRYPTION_KEYS line, for a replica in another process.
+	keyLine string
+	logger  *slog.Logger
 }
 
 func newHookEnv(t testing.TB) *hookEnv {
@@ -58,7 +60,7 @@ func newHookEnv(t testing.TB) *hookEnv {
 		t.Fatal(err)
 	}
 	pool := storetest.NewPool(t)
-	return &hookEnv{t: t, pool: pool, st: store.New(pool), keys: keys,
+	return &hookEnv{t: t, pool: pool, st: store.New(pool), keys: keys, keyLine: line,
 		logger: slog.New(slog.NewJSONHandler(&logtest.Buffer{}, nil))}
 }
 
