@@ -38,7 +38,7 @@ var allowedImports = map[string][]string{
 	"internal/store":              {"internal/model", "migrations"},
 	"internal/store/storetest":    {"internal/store", "migrations"},
 	"internal/rotation":           {"internal/crypto", "internal/model", "internal/store"},
-	"internal/jobs": {"internal/checker", "internal/crypto", "internal/model", "internal/secret", "internal/store",
+	"internal/jobs": {"internal/checker", "internal/crypto", "internal/dynamics", "internal/model", "internal/secret", "internal/store",
 		"internal/webhook"},
 	"internal/rotation/rotationtest": {"internal/crypto", "internal/model", "internal/store"},
 	"internal/checker":               {"internal/credential", "internal/crypto", "internal/dynamics", "internal/model", "internal/secret", "internal/store"},

@@ -22,6 +22,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/dynconn/dynconn/internal/checker"
+	"github.com/dynconn/dynconn/internal/dynamics"
 	"github.com/dynconn/dynconn/internal/store"
 )
 
@@ -129,7 +130,12 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config, workers *river.Wor
 		// As many jobs as slots: a job whose last re-checks wait on a slow
 		// Microsoft does not keep the others' batches from the free slots.
 		queues[QueueRecheck] = river.QueueConfig{MaxWorkers: n}
-		river.AddWorker(workers, &recheckWorker{chk: cfg.Checker, slots: make(chan struct{}, n), metrics: cfg.Metrics, logger: logger})
+		budget := recheckBudget(jobTimeout)
+		if budget <= 0 {
+			return nil, fmt.Errorf("JobTimeout (%s) leaves re-checks no time: it must exceed a test's deadline (%s) and %s to record it",
+				jobTimeout, dynamics.DefaultDeadline, finishGrace)
+		}
+		river.AddWorker(workers, &recheckWorker{chk: cfg.Checker, slots: make(chan struct{}, n), budget: budget, metrics: cfg.Metrics, logger: logger})
 		river.AddWorker(workers, &scheduleWorker{pool: pool, st: st, interval: cfg.RecheckInterval})
 		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(scheduleEvery(cfg.RecheckInterval)),
 			func() (river.JobArgs, *river.InsertOpts) {

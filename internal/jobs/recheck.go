@@ -53,12 +53,6 @@ func (RecheckArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueRecheck}
 }
 
-// recheckBudget is how long a re-check job starts new re-checks; the rest of
-// its batch is left to its next run (Work), so that no job runs near
-// RescueStuckJobsAfter, when River would hand it to another replica while it
-// still runs.
-const recheckBudget = time.Minute
-
 // recheckWorker runs re-checks through the checker, the path of manual tests
 // (which also sends the expiry notice that is due), at most RECHECK_WORKERS
 // at once per replica (slots) however many jobs run. A transient failure (no
@@ -66,23 +60,28 @@ const recheckBudget = time.Minute
 // next check soon, with backoff, until the third in a row turns it failing.
 type recheckWorker struct {
 	river.WorkerDefaults[RecheckArgs]
-	chk     *checker.Checker
-	slots   chan struct{}
+	chk   *checker.Checker
+	slots chan struct{}
+	// budget is how long a job starts new re-checks; the rest of its batch
+	// is left to its next run, so that the job ends within JobTimeout (see
+	// recheckBudget).
+	budget  time.Duration
 	metrics *Metrics
 	logger  *slog.Logger
 }
 
-// Timeout implements river.Worker: the budget, then the last re-checks'
-// test deadline, and time to record them.
-func (w *recheckWorker) Timeout(*river.Job[RecheckArgs]) time.Duration {
-	return recheckBudget + dynamics.DefaultDeadline + 10*time.Second
+// recheckBudget is the budget of re-check jobs bounded by jobTimeout: the
+// re-checks started last need the test's deadline, and finishGrace to
+// record. It is not positive when jobTimeout is too short for a re-check.
+func recheckBudget(jobTimeout time.Duration) time.Duration {
+	return jobTimeout - dynamics.DefaultDeadline - finishGrace
 }
 
 // Work implements river.Worker. A run may be a second one (after a
 // shutdown, a crash or an error): a connection tested since the batch was
 // queued is skipped, so each gets one re-check.
 func (w *recheckWorker) Work(ctx context.Context, job *river.Job[RecheckArgs]) error {
-	stopStarting := time.Now().Add(recheckBudget)
+	stopStarting := time.Now().Add(w.budget)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error

@@ -24,6 +24,7 @@ import (
 
 	"github.com/dynconn/dynconn/internal/api"
 	"github.com/dynconn/dynconn/internal/auth"
+	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/jobs"
 	"github.com/dynconn/dynconn/internal/logtest"
@@ -432,6 +433,15 @@ func TestRescueAfterMustOutlastJobs(t *testing.T) {
 		_, err := jobs.New(pool, logger, tt.cfg, river.NewWorkers())
 		if tt.ok != (err == nil) || err != nil && !strings.Contains(err.Error(), "RescueAfter") {
 			t.Errorf("JobTimeout %s, RescueAfter %s: %v", tt.cfg.JobTimeout, tt.cfg.RescueAfter, err)
+		}
+	}
+	// With re-checks on, a job must have time for a test (25 s) and its
+	// record (5 s) besides.
+	chk := checker.New(store.New(pool), nil, nil, checker.Options{RecheckInterval: time.Hour})
+	for timeout, ok := range map[time.Duration]bool{30 * time.Second: false, 40 * time.Second: true} {
+		cfg := jobs.Config{RecheckInterval: time.Hour, Checker: chk, JobTimeout: timeout}
+		if _, err := jobs.New(pool, logger, cfg, river.NewWorkers()); ok != (err == nil) {
+			t.Errorf("re-checks with JobTimeout %s: %v", timeout, err)
 		}
 	}
 }
