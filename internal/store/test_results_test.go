@@ -301,3 +301,81 @@ func TestTransientRetryBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestRechecksInOneStatement: ClaimRechecks claims, in one statement, the due
+// connections that were not tested since they were queued and are not being
+// tested; RecordTestResults records several connections' tests at once,
+// each with its own outcome, and leaves out the ones it cannot find.
+func TestRechecksInOneStatement(t *testing.T) {
+	t.Parallel()
+	s := storetest.New(t)
+	ctx := context.Background()
+	var ids []uuid.UUID
+	for range 4 {
+		ids = append(ids, uuid.MustParse(create(t, s, newConnection(account)).ID))
+	}
+	tested, busy, gone := ids[1], ids[2], uuid.New()
+	r := store.TestRecord{Status: model.StatusConnected, Result: []byte(`{"ok":true}`), Trigger: model.TriggerManual,
+		TestedVersion: get(t, s, account, tested.String()).Version}
+	if _, err := s.RecordTestResult(ctx, account, tested, testAudit, r); err != nil {
+		t.Fatal(err)
+	}
+	queuedAt := get(t, s, account, tested.String()).LastCheckedAt.Add(-time.Second)
+	if c, err := s.ClaimTest(ctx, account, busy, nil, time.Minute); err != nil || !c.Claimed {
+		t.Fatalf("claim: %+v, %v", c, err)
+	}
+	var due []store.DueRecheck
+	for _, id := range append(ids, gone) {
+		due = append(due, store.DueRecheck{ID: id, QueuedAt: queuedAt})
+	}
+	claimed, err := s.ClaimRechecks(ctx, due, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, c := range claimed {
+		got[c.ID] = true
+	}
+	if want := map[string]bool{ids[0].String(): true, ids[3].String(): true}; !cmp.Equal(got, want) {
+		t.Errorf("claimed %v, want %v (not the one tested since, the busy one, the unknown one)", got, want)
+	}
+	// A second claim finds them claimed.
+	if again, err := s.ClaimRechecks(ctx, due, time.Minute); err != nil || len(again) != 0 {
+		t.Errorf("claimed again: %d, %v", len(again), err)
+	}
+
+	unavailable := &model.TestError{Code: "microsoft_unavailable"}
+	var tests []store.ConnectionTest
+	for i, id := range []uuid.UUID{ids[0], ids[3], gone} {
+		rec := store.TestRecord{Status: model.StatusConnected, Result: []byte(`{"ok":true}`), Trigger: model.TriggerScheduled, TestedVersion: 1}
+		if i == 1 {
+			rec = store.TestRecord{Status: model.StatusFailing, Result: []byte(`{"ok":false}`), Failure: unavailable,
+				Trigger: model.TriggerScheduled, Transient: true, TestedVersion: 1}
+		}
+		tests = append(tests, store.ConnectionTest{Account: account, ID: id, TestRecord: rec})
+	}
+	recorded, err := s.RecordTestResults(ctx, tests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[uuid.UUID]store.Recorded{
+		ids[0]: {From: model.StatusUntested, To: model.StatusConnected},
+		ids[3]: {From: model.StatusUntested, To: model.StatusUntested, TransientFailures: 1},
+	}
+	if diff := cmp.Diff(want, recorded); diff != "" {
+		t.Errorf("recorded (-want +got):\n%s", diff)
+	}
+	for _, id := range []uuid.UUID{ids[0], ids[3]} {
+		if page, _, err := s.TestResults(ctx, account, id, store.Page{}); err != nil || len(page) != 1 {
+			t.Errorf("history of %s: %d results, %v", id, len(page), err)
+		}
+	}
+	// Tested since queued now, so not claimed for that queueing again; and
+	// the records ended the claims.
+	if again, err := s.ClaimRechecks(ctx, due[:1], time.Minute); err != nil || len(again) != 0 {
+		t.Errorf("a recorded connection was claimed for the same queueing again: %d, %v", len(again), err)
+	}
+	if c, err := s.ClaimTest(ctx, account, ids[3], nil, time.Minute); err != nil || !c.Claimed {
+		t.Errorf("claim after the record: %+v, %v", c, err)
+	}
+}
