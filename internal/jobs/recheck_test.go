@@ -3,6 +3,7 @@ package jobs_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -57,6 +58,13 @@ func startReplicas(t *testing.T) *service {
 // the caller.
 func start(t *testing.T, n int) (*service, []*jobs.Jobs) {
 	t.Helper()
+	return startWith(t, n, jobs.Config{})
+}
+
+// startWith starts n replicas with cfg, its re-check interval, checker and
+// poll interval set as start's.
+func startWith(t *testing.T, n int, cfg jobs.Config) (*service, []*jobs.Jobs) {
+	t.Helper()
 	line, err := crypto.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +92,8 @@ func start(t *testing.T, n int) (*service, []*jobs.Jobs) {
 		dyn := dynamics.NewClient(dynamics.Options{AllowLoopback: true, Logger: logger, StepTimeout: 2 * time.Second, Deadline: 4 * time.Second})
 		t.Cleanup(dyn.CloseIdleConnections)
 		chk := checker.New(st, keys, dyn, checker.Options{RecheckInterval: interval})
-		j, err := jobs.New(pool, logger, jobs.Config{RecheckInterval: interval, Checker: chk, PollInterval: 50 * time.Millisecond}, river.NewWorkers())
+		cfg.RecheckInterval, cfg.Checker, cfg.PollInterval = interval, chk, 50*time.Millisecond
+		j, err := jobs.New(pool, logger, cfg, river.NewWorkers())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -334,5 +343,40 @@ func TestStopCancelsWhatItCannotWaitFor(t *testing.T) {
 	var state string
 	if err := s.st.Pool().QueryRow(context.Background(), `SELECT state FROM river_job WHERE kind = 'recheck'`).Scan(&state); err != nil || state != "available" {
 		t.Errorf("the cancelled re-check's job is %q (%v), want available to run again", state, err)
+	}
+}
+
+// TestRecheckWorkersBoundAReplica: however many re-checks are due, a replica
+// runs RECHECK_WORKERS of them at once.
+func TestRecheckWorkersBoundAReplica(t *testing.T) {
+	t.Parallel()
+	s, replicas := startWith(t, 1, jobs.Config{RecheckWorkers: 2})
+	for i := range 6 {
+		id := uuid.New()
+		acct := fmt.Sprintf("acct-%d", i) // an account has one connection per instance and client id
+		env, err := s.keys.Seal(context.Background(), []byte(simulator.ClientSecret), crypto.AssociatedData(acct, id.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.st.CreateConnection(context.Background(), model.Connection{ID: id.String(), Account: acct,
+			InstanceURL: s.sim.InstanceURL("token_hang"), Cloud: model.CloudPublic, ClientID: simulator.ClientID,
+			Secret: model.SealedSecret(env)}, store.Audit{Actor: "tester"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// All due at once, so that one job takes them (jobs are batches).
+	if _, err := s.st.Pool().Exec(context.Background(), `UPDATE connections SET next_check_at = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "two re-checks to be running", func() bool { return s.sim.Count("token") >= 2 })
+	// Unbounded, the other four would ask for tokens within milliseconds.
+	time.Sleep(500 * time.Millisecond)
+	if n := s.sim.Count("token"); n != 2 {
+		t.Errorf("%d re-checks ran at once, want RECHECK_WORKERS = 2", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := replicas[0].Stop(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
