@@ -69,13 +69,12 @@ type Checker struct {
 	keys *crypto.Keyring
 	dyn  Tester
 	opts Options
-	// claims and records are the statements of re-checks, shared by the
-	// re-checks that run at once.
-	claims  *batcher[store.DueRecheck, *model.Connection]
+	// records is the statement that records re-checks, shared by the
+	// re-checks that end at once.
 	records *batcher[store.ConnectionTest, *store.Recorded]
 }
 
-// maxBatch is the most re-checks one statement claims or records.
+// maxBatch is the most re-checks one statement records.
 const maxBatch = 100
 
 // New returns a Checker that reads and records with st, opens secrets with
@@ -83,7 +82,6 @@ const maxBatch = 100
 func New(st *store.Store, keys *crypto.Keyring, dyn Tester, opts Options) *Checker {
 	opts.defaults()
 	c := &Checker{st: st, keys: keys, dyn: dyn, opts: opts}
-	c.claims = &batcher[store.DueRecheck, *model.Connection]{max: maxBatch, run: c.claimRechecks}
 	c.records = &batcher[store.ConnectionTest, *store.Recorded]{max: maxBatch, run: c.recordRechecks}
 	return c
 }
@@ -95,13 +93,9 @@ type Outcome struct {
 	// Shared reports that another caller's run answered this one (it ran at
 	// the same time), so this caller recorded nothing.
 	Shared bool
-	// Skipped reports a re-check that was not needed: the connection was
-	// tested since the re-check was queued, a test of it is running, or it
-	// is gone. Nothing ran.
-	Skipped bool
 	// Recorded is what recording the result did to the connection (its
 	// status before and after, its transient failures in a row). Zero when
-	// Shared or Skipped.
+	// Shared.
 	Recorded store.Recorded
 	// Transient reports a failure that is nobody's fault (no setup step).
 	Transient bool
@@ -142,17 +136,33 @@ func (c *Checker) TestConnection(ctx context.Context, account string, id uuid.UU
 	return o.Result, err
 }
 
-// Recheck runs the scheduled re-check of a due connection, outside the rate
-// limit, unless none is needed (Outcome.Skipped). The claims and records of
-// the re-checks that run at once share statements. It returns
-// store.ErrNotFound when the connection was deleted during the run, and
-// ctx's error when ctx ends during the run (then nothing is recorded).
-func (c *Checker) Recheck(ctx context.Context, due store.DueRecheck) (Outcome, error) {
-	conn, err := c.claims.do(due)
-	if err != nil || conn == nil {
-		return Outcome{Skipped: conn == nil}, err
+// ClaimRechecks claims, in one statement, the re-checks of connections queued
+// at queuedAt that are needed: not the ones tested since they were queued, being tested,
+// or gone. The caller runs each claimed one (Recheck) or releases it
+// (ReleaseRechecks). A claimed re-check may wait for a free worker first, so
+// its lease is twice a test's.
+func (c *Checker) ClaimRechecks(ctx context.Context, ids []uuid.UUID, queuedAt time.Time) ([]model.Connection, error) {
+	return c.st.ClaimRechecks(ctx, ids, queuedAt, 2*c.opts.Lease)
+}
+
+// ReleaseRechecks ends claims of re-checks that will not run.
+func (c *Checker) ReleaseRechecks(ctx context.Context, conns []model.Connection) error {
+	ids := make([]uuid.UUID, len(conns))
+	for i, conn := range conns {
+		ids[i] = uuid.MustParse(conn.ID) // the store's ids are uuids
 	}
-	return c.runClaimed(ctx, *conn, model.TriggerScheduled, store.Audit{}, func(_ context.Context, t store.ConnectionTest) (store.Recorded, error) {
+	return c.st.ReleaseTests(ctx, ids...)
+}
+
+// Recheck runs the scheduled re-check of conn, which ClaimRechecks claimed,
+// outside the rate limit. The records of the re-checks that run at once
+// share a statement. It calls tested once the calls to Microsoft are over
+// and only the record is left, if they ran. It returns store.ErrNotFound
+// when the connection was deleted during the run, and ctx's error when ctx
+// ends during the run (then nothing is recorded and the claim is released).
+func (c *Checker) Recheck(ctx context.Context, conn model.Connection, tested func()) (Outcome, error) {
+	return c.runClaimed(ctx, conn, model.TriggerScheduled, store.Audit{}, func(_ context.Context, t store.ConnectionTest) (store.Recorded, error) {
+		tested()
 		rec, err := c.records.do(t)
 		if err == nil && rec == nil {
 			return store.Recorded{}, store.ErrNotFound
@@ -162,26 +172,6 @@ func (c *Checker) Recheck(ctx context.Context, due store.DueRecheck) (Outcome, e
 		}
 		return *rec, nil
 	})
-}
-
-// claimRechecks claims due connections for c.claims, and answers each with
-// its connection when claimed, nil when not.
-func (c *Checker) claimRechecks(ctx context.Context, due []store.DueRecheck) ([]*model.Connection, error) {
-	claimed, err := c.st.ClaimRechecks(ctx, due, c.opts.Lease)
-	if err != nil {
-		return nil, err
-	}
-	byID := make(map[string]*model.Connection, len(claimed))
-	for i := range claimed {
-		byID[claimed[i].ID] = &claimed[i]
-	}
-	res := make([]*model.Connection, len(due))
-	for i, d := range due {
-		id := d.ID.String()
-		res[i] = byID[id]
-		delete(byID, id) // queued twice: one run
-	}
-	return res, nil
 }
 
 // recordRechecks records tests for c.records, and answers each with what it

@@ -92,7 +92,7 @@ func TestRechecksAreOutsideTheRateLimit(t *testing.T) {
 	id := e.create(t, "ok")
 	ctx := context.Background()
 	for range 2 {
-		o, err := e.chk.Recheck(ctx, due(id))
+		o, _, err := e.recheck(t, ctx, id, time.Now())
 		if err != nil || o.Shared || o.Transient || o.Recorded.To != model.StatusConnected {
 			t.Fatalf("recheck: %+v, %v", o, err)
 		}
@@ -104,8 +104,8 @@ func TestRechecksAreOutsideTheRateLimit(t *testing.T) {
 	if _, err := e.chk.TestConnection(ctx, account, id, store.Audit{}); !errors.As(err, &limited) {
 		t.Errorf("a second manual test within the hour: %v", err)
 	}
-	if _, err := e.chk.Recheck(ctx, due(id)); err != nil {
-		t.Errorf("a re-check past the manual budget: %v", err)
+	if _, skipped, err := e.recheck(t, ctx, id, time.Now()); err != nil || skipped {
+		t.Errorf("a re-check past the manual budget: skipped %t, %v", skipped, err)
 	}
 	c, err := e.st.Connection(ctx, account, id)
 	if err != nil || c.NextCheckAt == nil || c.NextCheckAt.Before(time.Now().Add(50*time.Minute)) {
@@ -121,7 +121,7 @@ func TestRecheckOutcomes(t *testing.T) {
 	e := newEnv(t, checker.Options{RecheckInterval: time.Hour})
 	ctx := context.Background()
 	id := e.create(t, "throttled")
-	o, err := e.chk.Recheck(ctx, due(id))
+	o, _, err := e.recheck(t, ctx, id, time.Now())
 	if err != nil || !o.Transient || o.Recorded.To != model.StatusUntested || o.Recorded.TransientFailures != 1 {
 		t.Errorf("throttled: %+v, %v", o, err)
 	}
@@ -133,11 +133,11 @@ func TestRecheckOutcomes(t *testing.T) {
 		t.Errorf("after a throttled re-check: checked %v, next %v, %v", c.LastCheckedAt, c.NextCheckAt, err)
 	}
 	// Tested since it was queued: skipped, as is an unknown connection.
-	if o, err := e.chk.Recheck(ctx, store.DueRecheck{ID: id, QueuedAt: c.LastCheckedAt.Add(-time.Millisecond)}); err != nil || !o.Skipped {
-		t.Errorf("a re-check queued before the last test: %+v, %v", o, err)
+	if _, skipped, err := e.recheck(t, ctx, id, c.LastCheckedAt.Add(-time.Millisecond)); err != nil || !skipped {
+		t.Errorf("a re-check queued before the last test: skipped %t, %v", skipped, err)
 	}
-	if o, err := e.chk.Recheck(ctx, due(uuid.New())); err != nil || !o.Skipped {
-		t.Errorf("unknown connection: %+v, %v", o, err)
+	if _, skipped, err := e.recheck(t, ctx, uuid.New(), time.Now()); err != nil || !skipped {
+		t.Errorf("unknown connection: skipped %t, %v", skipped, err)
 	}
 }
 
@@ -154,7 +154,7 @@ func TestStoppedRecheckRecordsNothing(t *testing.T) {
 		}
 		cancel()
 	}()
-	if _, err := e.chk.Recheck(ctx, due(id)); !errors.Is(err, context.Canceled) {
+	if _, _, err := e.recheck(t, ctx, id, time.Now()); !errors.Is(err, context.Canceled) {
 		t.Fatalf("stopped recheck: %v", err)
 	}
 	c, err := e.st.Connection(context.Background(), account, id)
@@ -186,7 +186,17 @@ func TestCredentialsRefusesAMovedSecret(t *testing.T) {
 	}
 }
 
-// due is a re-check of id queued now.
-func due(id uuid.UUID) store.DueRecheck {
-	return store.DueRecheck{ID: id, QueuedAt: time.Now()}
+// recheck claims the re-check of id, queued at queuedAt, and runs it when
+// claimed; skipped reports that it was not.
+func (e *env) recheck(t *testing.T, ctx context.Context, id uuid.UUID, queuedAt time.Time) (o checker.Outcome, skipped bool, err error) {
+	t.Helper()
+	claimed, err := e.chk.ClaimRechecks(context.Background(), []uuid.UUID{id}, queuedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) == 0 {
+		return checker.Outcome{}, true, nil
+	}
+	o, err = e.chk.Recheck(ctx, claimed[0], func() {})
+	return o, false, err
 }

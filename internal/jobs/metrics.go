@@ -39,9 +39,12 @@ func NewMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) *Metrics {
 }
 
 // recheck counts one re-check. A nil *Metrics counts nothing.
-func (m *Metrics) recheck(outcome string) {
-	if m != nil {
-		m.rechecks.WithLabelValues(outcome).Inc()
+func (m *Metrics) recheck(outcome string) { m.recheckN(outcome, 1) }
+
+// recheckN counts n re-checks.
+func (m *Metrics) recheckN(outcome string, n int) {
+	if m != nil && n > 0 {
+		m.rechecks.WithLabelValues(outcome).Add(float64(n))
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dynconn/dynconn/internal/checker"
 	"github.com/dynconn/dynconn/internal/dynamics"
+	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store"
 )
 
@@ -55,7 +56,8 @@ func (RecheckArgs) InsertOpts() river.InsertOpts {
 
 // recheckWorker runs re-checks through the checker, the path of manual tests
 // (which also sends the expiry notice that is due), at most RECHECK_WORKERS
-// at once per replica (slots) however many jobs run. A transient failure (no
+// at once per replica (slots, held while Microsoft is asked) however many
+// jobs run. A transient failure (no
 // setup step) is not retried here: its record schedules the connection's
 // next check soon, with backoff, until the third in a row turns it failing.
 type recheckWorker struct {
@@ -77,39 +79,79 @@ func recheckBudget(jobTimeout time.Duration) time.Duration {
 	return jobTimeout - dynamics.DefaultDeadline - finishGrace
 }
 
-// Work implements river.Worker. A run may be a second one (after a
-// shutdown, a crash or an error): a connection tested since the batch was
-// queued is skipped, so each gets one re-check.
+// Work implements river.Worker. It claims the batch's connections a chunk
+// of RECHECK_WORKERS at a time, one chunk ahead of the tests, so that a
+// free slot never waits for a claim. A run may be a second one (after a
+// shutdown, a crash, an error or an exhausted budget): the connections
+// tested since the batch was queued are not claimed, so each gets one
+// re-check.
 func (w *recheckWorker) Work(ctx context.Context, job *river.Job[RecheckArgs]) error {
-	stopStarting := time.Now().Add(w.budget)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	left := 0 // re-checks for the next run
-	for i, id := range job.Args.ConnectionIDs {
-		took := w.takeSlot(ctx)
-		if !took || time.Now().After(stopStarting) {
-			if took {
-				<-w.slots
+	stopClaiming := time.Now().Add(w.budget)
+	var (
+		mu         sync.Mutex
+		errs       []error
+		incomplete bool // some re-checks are left for the next run
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		errs = append(errs, err)
+	}
+	claimed := make(chan model.Connection)
+	go func() {
+		defer close(claimed)
+		ids := job.Args.ConnectionIDs
+		for len(ids) > 0 {
+			if ctx.Err() != nil || time.Now().After(stopClaiming) {
+				mu.Lock()
+				incomplete = true
+				mu.Unlock()
+				return
 			}
-			mu.Lock()
-			left += len(job.Args.ConnectionIDs) - i
-			mu.Unlock()
-			break
+			chunk := ids[:min(len(ids), cap(w.slots))]
+			ids = ids[len(chunk):]
+			// Not cancelled with ctx: a claim made must be known, to be
+			// released below.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishGrace)
+			conns, err := w.chk.ClaimRechecks(cctx, chunk, job.Args.QueuedAt)
+			cancel()
+			if err != nil {
+				fail(err)
+				return
+			}
+			w.metrics.recheckN("skipped", len(chunk)-len(conns))
+			for i, c := range conns {
+				select {
+				case claimed <- c:
+				case <-ctx.Done():
+					w.release(ctx, conns[i:])
+					return
+				}
+			}
+		}
+	}()
+
+	var wg sync.WaitGroup
+	for conn := range claimed {
+		if !w.takeSlot(ctx) {
+			w.release(ctx, []model.Connection{conn})
+			continue // drains what the claimer sends until it sees ctx end
 		}
 		wg.Go(func() {
-			defer func() { <-w.slots }()
-			o, err := w.chk.Recheck(ctx, store.DueRecheck{ID: id, QueuedAt: job.Args.QueuedAt})
-			mu.Lock()
-			defer mu.Unlock()
+			// The slot is free once Microsoft has answered: the record, which
+			// waits for a statement shared with others, need not hold it.
+			var once sync.Once
+			free := func() { once.Do(func() { <-w.slots }) }
+			defer free()
+			o, err := w.chk.Recheck(ctx, conn, free)
 			switch {
 			case errors.Is(err, store.ErrNotFound):
 				w.metrics.recheck("deleted")
 			case err != nil && ctx.Err() != nil:
-				left++ // stopped: nothing recorded
+				// Stopped: nothing recorded, the claim released.
 			case err != nil:
 				w.metrics.recheck("error")
-				errs = append(errs, err)
+				fail(err)
 			default:
 				w.metrics.recheck(recheckOutcome(o))
 			}
@@ -119,13 +161,24 @@ func (w *recheckWorker) Work(ctx context.Context, job *river.Job[RecheckArgs]) e
 	if err := errors.Join(errs...); err != nil {
 		return err // River runs the job again later, with its backoff
 	}
-	if left > 0 {
+	if incomplete || ctx.Err() != nil {
 		// Stopped (a shutdown), or out of budget: run the rest again at once,
 		// on whichever replica takes it, without counting an attempt.
-		w.logger.Info("re-checks left for the job's next run", "left", left, "job_id", job.ID)
+		w.logger.Info("re-checks left for the job's next run", "job_id", job.ID)
 		return river.JobSnooze(0)
 	}
 	return nil
+}
+
+// release ends the claims of re-checks that will not run now, so that
+// manual tests need not wait for their leases and the job's next run claims
+// them again.
+func (w *recheckWorker) release(ctx context.Context, conns []model.Connection) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishGrace)
+	defer cancel()
+	if err := w.chk.ReleaseRechecks(rctx, conns); err != nil {
+		w.logger.Warn("could not release re-checks that will not run; their leases run out by themselves", "error", err)
+	}
 }
 
 // takeSlot waits for one of the replica's RECHECK_WORKERS slots. It reports
@@ -145,8 +198,6 @@ func (w *recheckWorker) takeSlot(ctx context.Context) bool {
 // recheckOutcome is the metrics label of a re-check that ran.
 func recheckOutcome(o checker.Outcome) string {
 	switch {
-	case o.Skipped:
-		return "skipped"
 	case o.Transient:
 		return "transient"
 	case o.Recorded.To == "failing":

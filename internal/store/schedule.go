@@ -78,33 +78,22 @@ func (s *Store) ClaimDueChecks(ctx context.Context, tx pgx.Tx, interval time.Dur
 	return ids, queuedAt, nil
 }
 
-// DueRecheck is a connection whose re-check was queued at QueuedAt.
-type DueRecheck struct {
-	ID       uuid.UUID
-	QueuedAt time.Time
-}
-
-// claimRechecks claims the test of each connection ($1) queued at $2 for $3,
-// unless it was tested since it was queued (a re-check ran already, or a
-// manual test did), or a test of it is running (whose result will do), or it
-// is gone: in one statement for all.
+// claimRechecks claims the test of each connection of $1 for $3, unless it
+// was tested since it was queued at $2 (a re-check ran already, or a manual
+// test did), or a test of it is running (whose result will do), or it is
+// gone: in one statement for all.
 const claimRechecks = `
-UPDATE connections c SET test_lease_until = now() + $3::interval
-FROM unnest($1::uuid[], $2::timestamptz[]) AS due (due_id, queued_at)
-WHERE c.id = due.due_id AND (c.last_checked_at IS NULL OR c.last_checked_at < due.queued_at)
-	AND (c.test_lease_until IS NULL OR c.test_lease_until < now())
+UPDATE connections SET test_lease_until = now() + $3::interval
+WHERE id = ANY($1) AND (last_checked_at IS NULL OR last_checked_at < $2)
+	AND (test_lease_until IS NULL OR test_lease_until < now())
 RETURNING ` + connectionColumns
 
-// ClaimRechecks claims the tests of due connections for lease, as ClaimTest
-// does, and returns the connections it claimed; the caller records each
-// (RecordTestResults) or releases it (ReleaseTests). The others need no
-// re-check now.
-func (s *Store) ClaimRechecks(ctx context.Context, due []DueRecheck, lease time.Duration) ([]model.Connection, error) {
-	ids, queued := make([]uuid.UUID, len(due)), make([]time.Time, len(due))
-	for i, d := range due {
-		ids[i], queued[i] = d.ID, d.QueuedAt
-	}
-	rows, _ := s.pool.Query(ctx, claimRechecks, ids, queued, lease)
+// ClaimRechecks claims the tests of connections queued for a re-check at
+// queuedAt, for lease, as ClaimTest does, and returns the connections it
+// claimed; the caller records each (RecordTestResults) or releases it
+// (ReleaseTests). The others need no re-check now.
+func (s *Store) ClaimRechecks(ctx context.Context, ids []uuid.UUID, queuedAt time.Time, lease time.Duration) ([]model.Connection, error) {
+	rows, _ := s.pool.Query(ctx, claimRechecks, ids, queuedAt, lease)
 	claimed, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (model.Connection, error) {
 		r, err := pgx.RowToStructByName[connectionRow](row)
 		return r.toModel(), err

@@ -324,11 +324,8 @@ func TestRechecksInOneStatement(t *testing.T) {
 	if c, err := s.ClaimTest(ctx, account, busy, nil, time.Minute); err != nil || !c.Claimed {
 		t.Fatalf("claim: %+v, %v", c, err)
 	}
-	var due []store.DueRecheck
-	for _, id := range append(ids, gone) {
-		due = append(due, store.DueRecheck{ID: id, QueuedAt: queuedAt})
-	}
-	claimed, err := s.ClaimRechecks(ctx, due, time.Minute)
+	due := append(ids, gone)
+	claimed, err := s.ClaimRechecks(ctx, due, queuedAt, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,7 +337,7 @@ func TestRechecksInOneStatement(t *testing.T) {
 		t.Errorf("claimed %v, want %v (not the one tested since, the busy one, the unknown one)", got, want)
 	}
 	// A second claim finds them claimed.
-	if again, err := s.ClaimRechecks(ctx, due, time.Minute); err != nil || len(again) != 0 {
+	if again, err := s.ClaimRechecks(ctx, due, queuedAt, time.Minute); err != nil || len(again) != 0 {
 		t.Errorf("claimed again: %d, %v", len(again), err)
 	}
 
@@ -372,7 +369,7 @@ func TestRechecksInOneStatement(t *testing.T) {
 	}
 	// Tested since queued now, so not claimed for that queueing again; and
 	// the records ended the claims.
-	if again, err := s.ClaimRechecks(ctx, due[:1], time.Minute); err != nil || len(again) != 0 {
+	if again, err := s.ClaimRechecks(ctx, due[:1], queuedAt, time.Minute); err != nil || len(again) != 0 {
 		t.Errorf("a recorded connection was claimed for the same queueing again: %d, %v", len(again), err)
 	}
 	if c, err := s.ClaimTest(ctx, account, ids[3], nil, time.Minute); err != nil || !c.Claimed {
