@@ -20,31 +20,36 @@ const InitialVersion = 1
 
 // insertConnection stores a connection, its audit event and its
 // connection.created event in one statement: one round trip, one implicit
-// transaction. A secret's updated_at defaults to now(), and stays NULL
-// without a secret (a certificate connection). It returns only the columns
-// whose values the database decides (the times that default to now()) or
-// writes in a form of its own (a timestamp to the microsecond, jsonb): the
-// others are stored as given, and reading all 52 back made pgx plan and
-// allocate a scan of each on every create.
+// transaction, so the events are written if and only if the connection is
+// (a unique violation fails all three). The events take the connection's id
+// and account from the arguments rather than from the insert's RETURNING, so
+// PostgreSQL need not keep the new row in a CTE and scan it for each of them
+// (backend CPU per statement, 21 interleaved runs on one connection: median
+// 220 -> 215 µs, lower quartile 204 -> 189 µs).
+//
+// A secret's updated_at defaults to now(), and stays NULL without a secret
+// (a certificate connection). It returns only the columns whose values the
+// database decides (the times that default to now()) or writes in a form of
+// its own (a timestamp to the microsecond, jsonb): the others are stored as
+// given, and reading all 52 back made pgx plan and allocate a scan of each on
+// every create.
 const insertConnection = `
-WITH created AS (
-	INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id, credential_type,
-		secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
-		status, last_test, created_at, updated_at, version, status_since,
-		` + certColumns + `, ` + nextCertColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-		CASE WHEN $9::bytea IS NOT NULL THEN COALESCE($12, now()) END, $13, $14, $15,
-		COALESCE($16, now()), COALESCE($17, now()), $18, COALESCE($16, now()),
-		$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)
-	RETURNING id, account, ` + createdColumns + `
-), audit AS (
+WITH audit AS (
 	INSERT INTO audit_events (account, connection_id, actor, action, request_id, details)
-	SELECT account, id, $35, '` + ActionCreated + `', $36, $37 FROM created
+	VALUES ($2, $1, $35, '` + ActionCreated + `', $36, $37)
 ), event AS (
 	INSERT INTO events (public_id, account, type, connection_id, data)
-	SELECT event_public_id(), account, '` + EventConnectionCreated + `', id, jsonb_build_object('connection_id', id) FROM created
+	VALUES (event_public_id(), $2, '` + EventConnectionCreated + `', $1, jsonb_build_object('connection_id', $1::uuid))
 )
-SELECT ` + createdColumns + ` FROM created`
+INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id, credential_type,
+	secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
+	status, last_test, created_at, updated_at, version, status_since,
+	` + certColumns + `, ` + nextCertColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+	CASE WHEN $9::bytea IS NOT NULL THEN COALESCE($12, now()) END, $13, $14, $15,
+	COALESCE($16, now()), COALESCE($17, now()), $18, COALESCE($16, now()),
+	$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)
+RETURNING ` + createdColumns
 
 // createdColumns are what insertConnection returns, in the order
 // createConnection scans them.

@@ -114,6 +114,11 @@ func TestCreateConnectionDuplicate(t *testing.T) {
 		if _, err := s.Connection(ctx, account, uuid.MustParse(dup.ID)); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("duplicate was stored: Connection err = %v", err)
 		}
+		var written int
+		if err := s.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM audit_events WHERE connection_id = $1)
+			+ (SELECT count(*) FROM events WHERE connection_id = $1)`, dup.ID).Scan(&written); err != nil || written != 0 {
+			t.Errorf("the refused create wrote %d audit events and events (err %v), want none", written, err)
+		}
 	})
 
 	t.Run("same instance and client in another account is allowed", func(t *testing.T) {
