@@ -99,7 +99,8 @@ func createConnection(ctx context.Context, q querier, c model.Connection, a Audi
 	if err != nil {
 		return model.Connection{}, fmt.Errorf("encode audit details: %w", err)
 	}
-	args := []any{c.ID, c.Account, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID, string(c.CredentialType)}
+	args := make([]any, 0, 37) // insertConnection's $1 to $37
+	args = append(args, c.ID, c.Account, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID, string(c.CredentialType))
 	args = append(args, secretArgs(c.Secret)...)
 	args = append(args, timeOrNow(c.SecretUpdatedAt), c.SecretExpiresAt,
 		string(c.Status), c.LastTest, timeOrNow(c.CreatedAt), timeOrNow(c.UpdatedAt), InitialVersion)
