@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -93,20 +95,25 @@ func newBenchServer(b *testing.B, opts Options, chkOpts checker.Options) *benchS
 // BenchmarkCreateVsPgbench measures creates through the HTTP API (16
 // clients, keep-alive) and then pgbench inserting rows of the same shape
 // into the same table with as many clients, each for -bench.duration, and
-// reports both rates and their ratio.
+// reports both rates and their ratio. Each API client sends a request on its
+// own connection and waits for the answer, as a pgbench client does with a
+// statement, and as cheaply (keepAlive): the load generator runs on the same
+// cores as what it measures.
 func BenchmarkCreateVsPgbench(b *testing.B) {
 	pgbench := findPgbench(b)
 	s := newBenchServer(b, Options{}, checker.Options{})
 	tok := token(b, "acct-bench")
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *benchClients}}
-	defer hc.CloseIdleConnections()
+	conns := make([]*keepAlive, *benchClients)
+	for i := range conns {
+		conns[i] = dialKeepAlive(b, s.srv.Listener.Addr().String())
+	}
 	var seq atomic.Int64
-	create := func() error {
+	create := func(worker int) error {
 		body := fmt.Sprintf(`{"instance_url":"https://b%d.crm.dynamics.com","client_id":"22222222-2222-2222-2222-222222222222","client_secret":"Abc8Q~pasted.secret-value_0123456789xyz"}`, seq.Add(1))
 		req, _ := http.NewRequest(http.MethodPost, s.srv.URL+"/connections", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Content-Type", "application/json")
-		res, err := hc.Do(req)
+		res, err := conns[worker].do(req)
 		if err != nil {
 			return err
 		}
@@ -129,18 +136,50 @@ func BenchmarkCreateVsPgbench(b *testing.B) {
 	}
 }
 
-// hammer calls fn from n goroutines for d and returns how many calls
-// succeeded. The first error fails the benchmark.
-func hammer(b *testing.B, n int, d time.Duration, fn func() error) int64 {
+// keepAlive is one keep-alive HTTP/1.1 connection that sends a request and
+// reads its response in the calling goroutine, as pgbench's clients do with
+// their statements: http.Client's Transport hands each request to two
+// goroutines of its own per connection.
+type keepAlive struct {
+	conn net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+}
+
+func dialKeepAlive(b *testing.B, addr string) *keepAlive {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	return &keepAlive{conn: conn, r: bufio.NewReader(conn), w: bufio.NewWriter(conn)}
+}
+
+// do sends req and returns its response, whose body the caller reads to the
+// end before the next request.
+func (k *keepAlive) do(req *http.Request) (*http.Response, error) {
+	if err := req.Write(k.w); err != nil {
+		return nil, err
+	}
+	if err := k.w.Flush(); err != nil {
+		return nil, err
+	}
+	return http.ReadResponse(k.r, req)
+}
+
+// hammer calls fn from n goroutines for d, each passing its own number
+// (0 to n-1), and returns how many calls succeeded. The first error fails
+// the benchmark.
+func hammer(b *testing.B, n int, d time.Duration, fn func(worker int) error) int64 {
 	b.Helper()
 	var done atomic.Int64
 	var failed atomic.Value
 	stop := time.Now().Add(d)
 	var wg sync.WaitGroup
-	for range n {
+	for i := range n {
 		wg.Go(func() {
 			for time.Now().Before(stop) && failed.Load() == nil {
-				if err := fn(); err != nil {
+				if err := fn(i); err != nil {
 					failed.Store(err)
 					return
 				}

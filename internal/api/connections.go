@@ -76,22 +76,28 @@ func writeConnection(w http.ResponseWriter, status int, c model.Connection, now 
 // writeCreated answers a create, fresh or replayed, with the body made of the
 // connection when it was created: a replay answers exactly what the first
 // request got, Location and ETag included, even if the connection has
-// changed since. Both come from what is kept: the id in the body, and the
-// version every new connection has.
-func writeCreated(w http.ResponseWriter, body []byte, replayed bool) error {
-	var created struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(body, &created); err != nil {
-		return fmt.Errorf("read the id of a created connection: %w", err)
-	}
+// changed since. Both come from what is kept: the id of the created
+// connection, and the version every new connection has.
+func writeCreated(w http.ResponseWriter, id string, body []byte, replayed bool) error {
 	h := w.Header()
-	h.Set("Location", "/connections/"+created.ID)
+	h.Set("Location", "/connections/"+id)
 	h.Set("ETag", etag(store.InitialVersion))
 	if replayed {
 		h.Set("Idempotent-Replayed", "true")
 	}
 	return writeBody(w, http.StatusCreated, body)
+}
+
+// createdID reads the id of the connection in the body of a create, which
+// is all a replay keeps of it.
+func createdID(body []byte) (string, error) {
+	var created struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &created); err != nil {
+		return "", fmt.Errorf("read the id of a created connection: %w", err)
+	}
+	return created.ID, nil
 }
 
 func handleConnectionCreate(logger *slog.Logger, st *store.Store, keys *crypto.Keyring, opts Options) http.Handler {
@@ -136,13 +142,19 @@ func handleConnectionCreate(logger *slog.Logger, st *store.Store, keys *crypto.K
 			if err != nil {
 				return err
 			}
-			return writeCreated(w, body, false)
+			return writeCreated(w, c.ID, body, false)
 		}
 		body, replayed, err := st.CreateConnectionOnce(r.Context(), c, auditOf(r), key, render)
 		if err != nil {
 			return err
 		}
-		return writeCreated(w, body, replayed)
+		if replayed {
+			// The first request's connection, not the one made for this one.
+			if id, err = createdID(body); err != nil {
+				return err
+			}
+		}
+		return writeCreated(w, id, body, replayed)
 	})
 }
 

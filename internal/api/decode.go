@@ -48,15 +48,9 @@ func decodeObject(w http.ResponseWriter, r *http.Request) (*object, error) {
 		}
 		return nil, newProblem(http.StatusBadRequest, typeMalformed, "The request body could not be read.", "")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	var raw map[string]json.RawMessage
-	if err := dec.Decode(&raw); err != nil || raw == nil {
+	var raw map[string]json.RawMessage // Unmarshal refuses anything after the object, too
+	if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
 		return nil, malformed(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, newProblem(http.StatusBadRequest, typeMalformed, "The request body is not valid JSON.",
-			"The body must hold exactly one JSON object, with nothing after it.")
 	}
 	return &object{raw: raw, seen: map[string]bool{}}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -19,27 +20,39 @@ const InitialVersion = 1
 
 // insertConnection stores a connection, its audit event and its
 // connection.created event in one statement: one round trip, one implicit
-// transaction. A secret's updated_at defaults to now(), and stays NULL
-// without a secret (a certificate connection).
+// transaction, so the events are written if and only if the connection is
+// (a unique violation fails all three). The events take the connection's id
+// and account from the arguments rather than from the insert's RETURNING, so
+// PostgreSQL need not keep the new row in a CTE and scan it for each of them.
+//
+// A secret's updated_at defaults to now(), and stays NULL without a secret
+// (a certificate connection). It returns only the columns whose values the
+// database decides (the times that default to now()) or writes in a form of
+// its own (a timestamp to the microsecond, jsonb): the others are stored as
+// given (the model's GUIDs are canonical already, certificate times are
+// X.509's whole seconds), and reading all 52 back made pgx plan and allocate a
+// scan of each on every create.
 const insertConnection = `
-WITH created AS (
-	INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id, credential_type,
-		secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
-		status, last_test, created_at, updated_at, version, status_since,
-		` + certColumns + `, ` + nextCertColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-		CASE WHEN $9::bytea IS NOT NULL THEN COALESCE($12, now()) END, $13, $14, $15,
-		COALESCE($16, now()), COALESCE($17, now()), $18, COALESCE($16, now()),
-		$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)
-	RETURNING ` + connectionColumns + `
-), audit AS (
+WITH audit AS (
 	INSERT INTO audit_events (account, connection_id, actor, action, request_id, details)
-	SELECT account, id, $35, '` + ActionCreated + `', $36, $37 FROM created
+	VALUES ($2, $1, $35, '` + ActionCreated + `', $36, $37)
 ), event AS (
 	INSERT INTO events (public_id, account, type, connection_id, data)
-	SELECT event_public_id(), account, '` + EventConnectionCreated + `', id, jsonb_build_object('connection_id', id) FROM created
+	VALUES (event_public_id(), $2, '` + EventConnectionCreated + `', $1, jsonb_build_object('connection_id', $1::uuid))
 )
-SELECT ` + connectionColumns + ` FROM created`
+INSERT INTO connections (id, account, name, instance_url, cloud, client_id, tenant_id, credential_type,
+	secret_ciphertext, secret_wrapped_dek, secret_kek_id, secret_updated_at, secret_expires_at,
+	status, last_test, created_at, updated_at, version, status_since,
+	` + certColumns + `, ` + nextCertColumns + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+	CASE WHEN $9::bytea IS NOT NULL THEN COALESCE($12, now()) END, $13, $14, $15,
+	COALESCE($16, now()), COALESCE($17, now()), $18, COALESCE($16, now()),
+	$19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34)
+RETURNING ` + createdColumns
+
+// createdColumns are what insertConnection returns, in the order
+// createConnection scans them.
+const createdColumns = `secret_updated_at, secret_expires_at, last_test, status_since, created_at, updated_at`
 
 // CreateConnection stores c, with its audit event by a and its
 // connection.created event, atomically, and returns c as stored. The caller
@@ -85,25 +98,35 @@ func createConnection(ctx context.Context, q querier, c model.Connection, a Audi
 	if err != nil {
 		return model.Connection{}, fmt.Errorf("encode audit details: %w", err)
 	}
-	args := []any{c.ID, c.Account, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID, string(c.CredentialType)}
+	args := make([]any, 0, 37) // insertConnection's $1 to $37
+	args = append(args, c.ID, c.Account, c.Name, c.InstanceURL, string(c.Cloud), c.ClientID, c.TenantID, string(c.CredentialType))
 	args = append(args, secretArgs(c.Secret)...)
 	args = append(args, timeOrNow(c.SecretUpdatedAt), c.SecretExpiresAt,
 		string(c.Status), c.LastTest, timeOrNow(c.CreatedAt), timeOrNow(c.UpdatedAt), InitialVersion)
 	args = append(args, certArgs(c.Certificate)...)
 	args = append(args, certArgs(c.NextCertificate)...)
 	args = append(args, a.Actor, a.RequestID, details)
-	rows, _ := q.Query(ctx, insertConnection, args...)
-	// A Query error comes back from CollectOneRow, as pgx intends.
-	row, err := pgx.CollectOneRow(rows, pgx.RowToStructByName[connectionRow])
+	var secretUpdatedAt *time.Time
+	err = q.QueryRow(ctx, insertConnection, args...).
+		Scan(&secretUpdatedAt, &c.SecretExpiresAt, &c.LastTest, &c.StatusSince, &c.CreatedAt, &c.UpdatedAt)
 	if err != nil {
 		return model.Connection{}, translate(err)
 	}
 	if hasCredentialExpiry(c) {
-		if _, err := sendExpiryNotices(ctx, q, &row.ID); err != nil {
+		if _, err := sendExpiryNotices(ctx, q, &c.ID); err != nil {
 			return model.Connection{}, err
 		}
 	}
-	return row.toModel(), nil
+	// The rest of c is as stored, but for what the insert leaves NULL or sets.
+	c.SecretUpdatedAt = time.Time{}
+	if secretUpdatedAt != nil {
+		c.SecretUpdatedAt = secretUpdatedAt.UTC()
+	}
+	c.SecretExpiresAt, c.StatusSince = utc(c.SecretExpiresAt), utc(c.StatusSince)
+	c.CreatedAt, c.UpdatedAt = c.CreatedAt.UTC(), c.UpdatedAt.UTC()
+	c.SecretExpiredAt, c.NextCertificatePassedAt, c.LastCheckedAt, c.NextCheckAt = nil, nil, nil, nil
+	c.Version = InitialVersion
+	return c, nil
 }
 
 // createError turns the error of a create transaction into the one to return.

@@ -66,6 +66,22 @@ func TestCreateConnection(t *testing.T) {
 		}
 	})
 
+	t.Run("returns what the database made of the given values", func(t *testing.T) {
+		in := newConnection(account)
+		expires := time.Date(2027, 1, 2, 3, 4, 5, 123456789, time.FixedZone("CET", 3600))
+		in.SecretExpiresAt = &expires
+		in.LastTest = json.RawMessage(`{ "ok":true }`)
+		in.LastCheckedAt, in.SecretExpiredAt = &expires, &expires // a create does not store these
+
+		got := create(t, s, in)
+		if want := time.Date(2027, 1, 2, 2, 4, 5, 123456000, time.UTC); *got.SecretExpiresAt != want {
+			t.Errorf("SecretExpiresAt = %v, want %v (to the microsecond, in UTC)", *got.SecretExpiresAt, want)
+		}
+		if diff := cmp.Diff(get(t, s, account, in.ID), got); diff != "" {
+			t.Errorf("CreateConnection returned other than Connection reads (-get +create):\n%s", diff)
+		}
+	})
+
 	t.Run("invalid cloud is refused by the database", func(t *testing.T) {
 		in := newConnection(account)
 		in.Cloud = "mars"
@@ -97,6 +113,11 @@ func TestCreateConnectionDuplicate(t *testing.T) {
 		}
 		if _, err := s.Connection(ctx, account, uuid.MustParse(dup.ID)); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("duplicate was stored: Connection err = %v", err)
+		}
+		var written int
+		if err := s.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM audit_events WHERE connection_id = $1)
+			+ (SELECT count(*) FROM events WHERE connection_id = $1)`, dup.ID).Scan(&written); err != nil || written != 0 {
+			t.Errorf("the refused create wrote %d audit events and events (err %v), want none", written, err)
 		}
 	})
 
