@@ -136,7 +136,7 @@ WITH input AS (
 	FROM outcome o WHERE c.id = o.id
 ), history AS (
 	INSERT INTO connection_tests (connection_id, account, code, result)
-	SELECT id, account, i_code, i_result FROM conn ORDER BY id
+	SELECT id, account, i_code, i_result FROM conn
 ), trimmed AS (
 	DELETE FROM connection_tests t USING (
 		SELECT id, (SELECT h.id FROM connection_tests h WHERE h.connection_id = conn.id
@@ -147,16 +147,16 @@ WITH input AS (
 ), audit AS (
 	INSERT INTO audit_events (account, connection_id, actor, action, request_id, details)
 	SELECT account, id, i_actor, '` + ActionTested + `', i_request_id, i_details
-	FROM conn WHERE i_trigger = '` + string(model.TriggerManual) + `' ORDER BY id
+	FROM conn WHERE i_trigger = '` + string(model.TriggerManual) + `'
 ), event AS (
 	INSERT INTO events (public_id, account, type, connection_id, data)
 	SELECT event_public_id(), account, '` + EventConnectionStatusChanged + `', id, jsonb_build_object(
 		'connection_id', id, 'from', old_status, 'to', new_status,
 		'code', i_code, 'setup_step', i_step, 'trigger', i_trigger)
-	FROM outcome WHERE new_status <> old_status ORDER BY id
+	FROM outcome WHERE new_status <> old_status
 ), notice AS (
 	INSERT INTO events (public_id, account, type, connection_id, data)
-	SELECT ` + noticeEventSelect + ` FROM outcome WHERE notify ORDER BY id
+	SELECT ` + noticeEventSelect + ` FROM outcome WHERE notify
 )
 SELECT id, old_status, new_status, failures FROM outcome`
 
