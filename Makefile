@@ -24,7 +24,7 @@ help:
 	@echo 'make simulator           run the local Dynamics 365 / Entra simulator'
 	@echo 'make webhook-receiver    subscribe a local endpoint to make run'"'"'s events and print them, verified'
 	@echo 'make test                go test -race ./... against PostgreSQL'
-	@echo 'make bench               benchmarks, ending with create/pgbench and test-overhead figures'
+	@echo 'make bench               benchmarks, ending with create/pgbench, test-overhead and re-check figures'
 	@echo 'make db | db-stop        start / stop the private PostgreSQL (scripts/dev-postgres.sh)'
 	@echo 'make fmt | vet | lint    formatting and static checks (lint also checks openapi.yaml with redocly)'
 
@@ -87,14 +87,15 @@ webhook-receiver: $(DEV)/hs256
 test: db
 	DATABASE_URL="$(DB_URL)" go test -race -count=1 ./...
 
-# bench ends with the two comparisons that matter (internal/api/bench_test.go):
-# creates through the API against pgbench inserting the same rows, and the
-# test endpoint's overhead over a bare client, each measured in one run.
+# bench ends with the three comparisons that matter: creates through the API
+# against pgbench inserting the same rows, and the test endpoint's overhead over
+# a bare client (internal/api/bench_test.go), and scheduled re-checks against a
+# bare loop (internal/jobs/bench_test.go), each measured in one run.
 bench: db
 	@mkdir -p $(DEV)
 	DATABASE_URL="$(DB_URL)" go test -run '^$$' -bench . -benchmem ./... | tee $(DEV)/bench.txt
 	@echo; echo 'dynconn beside its floor (same run, same machine; compare ratios, not absolute numbers):'
-	@grep -hE '^ +bench_test.go:[0-9]+: (create|test endpoint):' $(DEV)/bench.txt | sed -E 's/^ +bench_test.go:[0-9]+: /  /'
+	@grep -hE '^ +bench_test.go:[0-9]+: (create|test endpoint|re-checks):' $(DEV)/bench.txt | sed -E 's/^ +bench_test.go:[0-9]+: /  /'
 
 GO_FILES = $$(find . -name '*.go' -not -path './.dev/*' -not -path './.git/*')
 
