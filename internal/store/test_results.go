@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -83,28 +84,30 @@ const retryIn = `GREATEST(LEAST(%[2]s / 20, interval '5 minutes') * power(2, %[1
 
 // recordTests is the whole of RecordTestResults in one statement, so it costs
 // one round trip and runs in one implicit transaction however many tests it
-// records. The input is one row per test, from the JSON array $3; the
+// records. The input is one row per test, from the JSON array $1; the
 // data-modifying CTEs all see the snapshot from before the statement, and
 // the row locks of conn (taken in the input's order, by id) order concurrent
 // records: the trim keeps each connection's newest TestHistoryLength-1 older
-// results ($1 is that number, used as the offset of the newest result to
-// drop) beside the one inserted. outcome works out the new status: unchanged
-// when the connection was edited while the test ran (the tested version
-// differs) or for a transient failure short of $2 in a row, else the
-// result's. It also writes the expiry notice that is due (see expiry.go), so
-// that a re-check costs two round trips, the claim and this, each shared by
-// the re-checks that run at the same time.
+// results beside the one inserted. outcome works out the new status:
+// unchanged when the connection was edited while the test ran (the tested
+// version differs) or for a transient failure short of
+// TransientFailuresToFail in a row, else the result's. It also writes the
+// expiry notice that is due (see expiry.go), so that a re-check costs two
+// round trips, the claim and this, each shared by the re-checks that run at
+// the same time. The constants are in the text, not parameters, so that a
+// custom plan knows nothing a generic one does not, and PostgreSQL keeps the
+// generic one instead of planning each run.
 var recordTests = `
 WITH input AS (
-	-- JSON rather than arrays, with the row count $4 as a LIMIT: in a cached
+	-- JSON rather than arrays, with the row count $2 as a LIMIT: in a cached
 	-- generic plan the planner then guesses a tenth of jsonb_to_recordset's
 	-- 100 rows, and looks connections up by key. From arrays, it would plan
 	-- the statement at every run for their length (about a millisecond);
 	-- from JSON alone, it would guess 100 rows and scan the table.
-	SELECT * FROM jsonb_to_recordset($3) AS i (i_account text, i_id uuid, i_status text, i_result jsonb,
+	SELECT * FROM jsonb_to_recordset($1) AS i (i_account text, i_id uuid, i_status text, i_result jsonb,
 		i_secret_expired bool, i_version bigint, i_code text, i_actor text, i_request_id text, i_details jsonb,
 		i_transient bool, i_retry_after_s float8, i_interval_s float8, i_trigger text, i_step text)
-	LIMIT (SELECT $4::int)
+	LIMIT (SELECT $2::int)
 ), conn AS (
 	SELECT c.*, i.*, i_retry_after_s * interval '1 second' AS i_retry_after, i_interval_s * interval '1 second' AS i_interval,
 		` + credentialExpiresAt("c") + ` AS expires_at, expiry_notice_due(` + credentialExpiresAt("c") + `) AS days
@@ -114,7 +117,7 @@ WITH input AS (
 ), outcome AS (
 	SELECT conn.*, status AS old_status, version = i_version AS current,
 		` + noticeWanted("conn", "expires_at", "days") + ` AS notify,
-		CASE WHEN version <> i_version OR (i_transient AND transient_failures + 1 < $2) THEN status ELSE i_status END AS new_status,
+		CASE WHEN version <> i_version OR (i_transient AND transient_failures + 1 < ` + strconv.Itoa(TransientFailuresToFail) + `) THEN status ELSE i_status END AS new_status,
 		CASE WHEN i_transient THEN transient_failures + 1 ELSE 0 END AS failures
 	FROM conn
 ), updated AS (
@@ -127,7 +130,7 @@ WITH input AS (
 		last_checked_at = CASE WHEN o.current THEN now() ELSE c.last_checked_at END,
 		next_check_at = CASE WHEN NOT o.current THEN c.next_check_at
 			WHEN o.i_interval IS NULL THEN NULL
-			WHEN o.i_transient AND o.failures < $2 THEN now() + ` + fmt.Sprintf(retryIn, "o.failures", "o.i_interval", "o.i_retry_after") + `
+			WHEN o.i_transient AND o.failures < ` + strconv.Itoa(TransientFailuresToFail) + ` THEN now() + ` + fmt.Sprintf(retryIn, "o.failures", "o.i_interval", "o.i_retry_after") + `
 			ELSE now() + o.i_interval * (0.9 + 0.2 * random()) END,
 		version = CASE WHEN o.current THEN c.version + 1 ELSE c.version END,
 		updated_at = CASE WHEN o.current THEN now() ELSE c.updated_at END,
@@ -140,7 +143,7 @@ WITH input AS (
 ), trimmed AS (
 	DELETE FROM connection_tests t USING (
 		SELECT id, (SELECT h.id FROM connection_tests h WHERE h.connection_id = conn.id
-			ORDER BY h.id DESC OFFSET $1 LIMIT 1) AS newest_dropped
+			ORDER BY h.id DESC OFFSET ` + strconv.Itoa(TestHistoryLength-1) + ` LIMIT 1) AS newest_dropped
 		FROM conn
 	) d
 	WHERE t.connection_id = d.id AND t.id <= d.newest_dropped
@@ -208,7 +211,7 @@ func (s *Store) RecordTestResults(ctx context.Context, tests []ConnectionTest) (
 	if err != nil {
 		return nil, fmt.Errorf("encode test results: %w", err)
 	}
-	rows, _ := s.pool.Query(ctx, recordTests, TestHistoryLength-1, TransientFailuresToFail, string(body), len(input))
+	rows, _ := s.pool.Query(ctx, recordTests, string(body), len(input))
 	recorded := make(map[uuid.UUID]Recorded, len(tests))
 	var id uuid.UUID
 	var r Recorded
