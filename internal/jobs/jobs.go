@@ -68,8 +68,9 @@ type Config struct {
 const (
 	DefaultWorkers        = 10
 	DefaultRecheckWorkers = 10
-	// DefaultJobTimeout is River's own default: a re-check is bounded by the
-	// test's deadline (25 s), a delivery by deliveryTimeout.
+	// DefaultJobTimeout is River's own default: a batch of re-checks starts
+	// new ones for what is left after a test's deadline (25 s) and a record
+	// (recheckBudget), a delivery is bounded by deliveryTimeout.
 	DefaultJobTimeout = time.Minute
 	// DefaultRescueAfter: a killed replica's jobs wait this long, plus up to
 	// River's rescuer interval (30 s), before another replica runs them;
