@@ -57,9 +57,9 @@ func (RecheckArgs) InsertOpts() river.InsertOpts {
 // recheckWorker runs re-checks through the checker, the path of manual tests
 // (which also sends the expiry notice that is due), at most RECHECK_WORKERS
 // at once per replica (slots, held while Microsoft is asked) however many
-// jobs run. A transient failure (no
-// setup step) is not retried here: its record schedules the connection's
-// next check soon, with backoff, until the third in a row turns it failing.
+// jobs run. A transient failure (no setup step) is not retried here: its
+// record schedules the connection's next check soon, with backoff, until
+// the third in a row turns it failing.
 type recheckWorker struct {
 	river.WorkerDefaults[RecheckArgs]
 	chk   *checker.Checker
