@@ -328,7 +328,7 @@ func TestScheduledRechecks(t *testing.T) {
 		t.Error("GET /events lacks the scheduled status change")
 	}
 	// River reports a job's completion a moment after the job's work.
-	want := []string{`dynconn_rechecks_total{outcome="connected"}`, `dynconn_job_run_seconds_count{kind="recheck",result="completed"}`,
+	want := []string{`dynconn_rechecks_total{outcome="connected"}`, `dynconn_job_run_seconds_count{kind="recheck_batch",result="completed"}`,
 		`dynconn_connection_tests_total{outcome="ok",trigger="scheduled"}`}
 	var missing []string
 	for {

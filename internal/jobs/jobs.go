@@ -136,7 +136,9 @@ func New(pool *pgxpool.Pool, logger *slog.Logger, cfg Config, workers *river.Wor
 			return nil, fmt.Errorf("JobTimeout (%s) leaves re-checks no time: it must exceed a test's deadline (%s) and %s to record it",
 				jobTimeout, dynamics.DefaultDeadline, finishGrace)
 		}
-		river.AddWorker(workers, &recheckWorker{chk: cfg.Checker, slots: make(chan struct{}, n), budget: budget, metrics: cfg.Metrics, logger: logger})
+		rw := &recheckWorker{chk: cfg.Checker, slots: make(chan struct{}, n), budget: budget, metrics: cfg.Metrics, logger: logger}
+		river.AddWorker(workers, rw)
+		river.AddWorker(workers, &legacyRecheckWorker{batch: rw})
 		river.AddWorker(workers, &scheduleWorker{pool: pool, st: st, interval: cfg.RecheckInterval})
 		periodic = append(periodic, river.NewPeriodicJob(river.PeriodicInterval(scheduleEvery(cfg.RecheckInterval)),
 			func() (river.JobArgs, *river.InsertOpts) {

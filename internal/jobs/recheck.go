@@ -46,12 +46,37 @@ type RecheckArgs struct {
 	QueuedAt time.Time `json:"queued_at"`
 }
 
-// Kind implements river.JobArgs.
-func (RecheckArgs) Kind() string { return "recheck" }
+// Kind implements river.JobArgs. It is not "recheck", the kind of the jobs
+// of one connection that releases before this one queued: during a rolling
+// upgrade, a replica of those would take a batch for one of its own, find no
+// connection in it and drop it.
+func (RecheckArgs) Kind() string { return "recheck_batch" }
 
 // InsertOpts implements river.JobArgsWithInsertOpts.
 func (RecheckArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueRecheck}
+}
+
+// legacyRecheckArgs is a re-check job of one connection, as releases before
+// batches queued them; such jobs may still wait in a database that is
+// upgraded. Remove once every deployment runs a release with batches.
+type legacyRecheckArgs struct {
+	ConnectionID uuid.UUID `json:"connection_id"`
+}
+
+// Kind implements river.JobArgs.
+func (legacyRecheckArgs) Kind() string { return "recheck" }
+
+// legacyRecheckWorker runs a legacy job as a batch of one, queued when the
+// job was.
+type legacyRecheckWorker struct {
+	river.WorkerDefaults[legacyRecheckArgs]
+	batch *recheckWorker
+}
+
+// Work implements river.Worker.
+func (w *legacyRecheckWorker) Work(ctx context.Context, job *river.Job[legacyRecheckArgs]) error {
+	return w.batch.run(ctx, job.ID, RecheckArgs{ConnectionIDs: []uuid.UUID{job.Args.ConnectionID}, QueuedAt: job.CreatedAt})
 }
 
 // recheckWorker runs re-checks through the checker, the path of manual tests
@@ -86,6 +111,11 @@ func recheckBudget(jobTimeout time.Duration) time.Duration {
 // tested since the batch was queued are not claimed, so each gets one
 // re-check.
 func (w *recheckWorker) Work(ctx context.Context, job *river.Job[RecheckArgs]) error {
+	return w.run(ctx, job.ID, job.Args)
+}
+
+// run runs the re-checks of the batch of job jobID.
+func (w *recheckWorker) run(ctx context.Context, jobID int64, batch RecheckArgs) error {
 	stopClaiming := time.Now().Add(w.budget)
 	var (
 		mu         sync.Mutex
@@ -100,7 +130,7 @@ func (w *recheckWorker) Work(ctx context.Context, job *river.Job[RecheckArgs]) e
 	claimed := make(chan model.Connection)
 	go func() {
 		defer close(claimed)
-		ids := job.Args.ConnectionIDs
+		ids := batch.ConnectionIDs
 		for len(ids) > 0 {
 			if ctx.Err() != nil || time.Now().After(stopClaiming) {
 				mu.Lock()
@@ -113,7 +143,7 @@ func (w *recheckWorker) Work(ctx context.Context, job *river.Job[RecheckArgs]) e
 			// Not cancelled with ctx: a claim made must be known, to be
 			// released below.
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishGrace)
-			conns, err := w.chk.ClaimRechecks(cctx, chunk, job.Args.QueuedAt)
+			conns, err := w.chk.ClaimRechecks(cctx, chunk, batch.QueuedAt)
 			cancel()
 			if err != nil {
 				fail(err)
@@ -164,7 +194,7 @@ func (w *recheckWorker) Work(ctx context.Context, job *river.Job[RecheckArgs]) e
 	if incomplete || ctx.Err() != nil {
 		// Stopped (a shutdown), or out of budget: run the rest again at once,
 		// on whichever replica takes it, without counting an attempt.
-		w.logger.Info("re-checks left for the job's next run", "job_id", job.ID)
+		w.logger.Info("re-checks left for the job's next run", "job_id", jobID)
 		return river.JobSnooze(0)
 	}
 	return nil

@@ -341,7 +341,7 @@ func TestStopCancelsWhatItCannotWaitFor(t *testing.T) {
 		t.Errorf("the cancelled re-check kept its claim: %+v, %v", claim, err)
 	}
 	var state string
-	if err := s.st.Pool().QueryRow(context.Background(), `SELECT state FROM river_job WHERE kind = 'recheck'`).Scan(&state); err != nil || state != "available" {
+	if err := s.st.Pool().QueryRow(context.Background(), `SELECT state FROM river_job WHERE kind = 'recheck_batch'`).Scan(&state); err != nil || state != "available" {
 		t.Errorf("the cancelled re-check's job is %q (%v), want available to run again", state, err)
 	}
 }
@@ -378,5 +378,41 @@ func TestRecheckWorkersBoundAReplica(t *testing.T) {
 	defer cancel()
 	if err := replicas[0].Stop(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// oldRecheckArgs is a job as releases before re-check batches queued it.
+type oldRecheckArgs struct {
+	ConnectionID uuid.UUID `json:"connection_id"`
+	Account      string    `json:"account"`
+}
+
+func (oldRecheckArgs) Kind() string { return "recheck" }
+
+// TestRecheckJobsOfEarlierReleasesRun: a re-check job of one connection that
+// an earlier release queued, left in the database at an upgrade, still
+// re-checks its connection.
+func TestRecheckJobsOfEarlierReleasesRun(t *testing.T) {
+	t.Parallel()
+	s, replicas := startWith(t, 1, jobs.Config{})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := replicas[0].Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	id := s.create(t, nil)
+	// Not due for a long while: only the old job can re-check it.
+	if _, err := s.st.Pool().Exec(context.Background(), `UPDATE connections SET next_check_at = now() + interval '1 day' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := replicas[0].Client.Insert(context.Background(), oldRecheckArgs{ConnectionID: id, Account: account},
+		&river.InsertOpts{Queue: jobs.QueueRecheck}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the old job's re-check", func() bool { return len(s.history(t, id)) == 1 })
+	if h := s.history(t, id); h[0].Trigger != model.TriggerScheduled {
+		t.Errorf("trigger %q", h[0].Trigger)
 	}
 }
