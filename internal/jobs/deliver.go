@@ -138,7 +138,7 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 		return nil // already done: a second run of a rescued job
 	}
 	if out.Webhook.Disabled() {
-		return w.st.RecordAttempt(ctx, out.DeliveryID, store.Attempt{Status: store.DeliveryFailed,
+		return w.st.RecordAttempt(ctx, out.DeliveryID, store.Attempt{Number: job.Attempt, Status: store.DeliveryFailed,
 			Error: "not sent: the endpoint is disabled"})
 	}
 	res := w.attempt(ctx, out)
@@ -147,7 +147,10 @@ func (w *deliverWorker) Work(ctx context.Context, job *river.Job[DeliverArgs]) e
 	ctx, cancelRecord := context.WithTimeout(context.WithoutCancel(ctx), finishGrace)
 	defer cancelRecord()
 	last := job.Attempt >= job.MaxAttempts
-	a := store.Attempt{Status: store.DeliveryPending, HTTPStatus: res.Status, Error: res.Error, Duration: res.Duration}
+	// Numbered by River's count, so that an attempt of a replica killed
+	// before it recorded (then rescued) counts too: the receiver may have
+	// got it.
+	a := store.Attempt{Number: job.Attempt, Status: store.DeliveryPending, HTTPStatus: res.Status, Error: res.Error, Duration: res.Duration}
 	switch {
 	case res.Delivered():
 		a.Status = store.DeliveryDelivered

@@ -139,6 +139,10 @@ func (s *Store) Outgoing(ctx context.Context, deliveryID int64) (Outgoing, error
 
 // Attempt is the outcome of one delivery attempt, as RecordAttempt stores it.
 type Attempt struct {
+	// Number is the attempt's number, from 1, when the caller counts them
+	// (the delivery job's attempt): an attempt whose replica died before it
+	// could record it is then counted too. 0 counts one more.
+	Number int
 	// Status is the delivery's status after it: pending (another attempt
 	// follows at NextAttemptAt), delivered or failed.
 	Status        string
@@ -149,7 +153,7 @@ type Attempt struct {
 }
 
 const recordAttempt = `
-UPDATE webhook_deliveries SET attempts = attempts + 1, status = $2, http_status = $3, error = $4,
+UPDATE webhook_deliveries SET attempts = GREATEST(attempts + 1, $7), status = $2, http_status = $3, error = $4,
 	duration_ms = $5, next_attempt_at = $6, updated_at = now()
 WHERE id = $1`
 
@@ -161,7 +165,7 @@ func (s *Store) RecordAttempt(ctx context.Context, deliveryID int64, a Attempt) 
 		httpStatus = &a.HTTPStatus
 	}
 	_, err := s.pool.Exec(ctx, recordAttempt, deliveryID, a.Status, httpStatus, nullIfEmpty(a.Error),
-		a.Duration.Milliseconds(), a.NextAttemptAt)
+		a.Duration.Milliseconds(), a.NextAttemptAt, a.Number)
 	if err != nil {
 		return fmt.Errorf("record attempt of delivery %d: %w", deliveryID, err)
 	}
