@@ -21,6 +21,7 @@ import (
 
 	"github.com/dynconn/dynconn/internal/crypto"
 	"github.com/dynconn/dynconn/internal/dynamics"
+	"github.com/dynconn/dynconn/internal/groupcommit"
 	"github.com/dynconn/dynconn/internal/model"
 	"github.com/dynconn/dynconn/internal/store"
 )
@@ -71,7 +72,7 @@ type Checker struct {
 	opts Options
 	// records is the statement that records re-checks, shared by the
 	// re-checks that end at once.
-	records *batcher[store.ConnectionTest, *store.Recorded]
+	records *groupcommit.Batcher[store.ConnectionTest, *store.Recorded]
 }
 
 // maxBatch is the most re-checks one statement records.
@@ -82,7 +83,7 @@ const maxBatch = 100
 func New(st *store.Store, keys *crypto.Keyring, dyn Tester, opts Options) *Checker {
 	opts.defaults()
 	c := &Checker{st: st, keys: keys, dyn: dyn, opts: opts}
-	c.records = &batcher[store.ConnectionTest, *store.Recorded]{max: maxBatch, run: c.recordRechecks}
+	c.records = groupcommit.New(maxBatch, c.recordRechecks)
 	return c
 }
 
@@ -163,7 +164,7 @@ func (c *Checker) ReleaseRechecks(ctx context.Context, conns []model.Connection)
 func (c *Checker) Recheck(ctx context.Context, conn model.Connection, tested func()) (Outcome, error) {
 	return c.runClaimed(ctx, conn, model.TriggerScheduled, store.Audit{}, func(_ context.Context, t store.ConnectionTest) (store.Recorded, error) {
 		tested()
-		rec, err := c.records.do(t)
+		rec, err := c.records.Do(t)
 		if err == nil && rec == nil {
 			return store.Recorded{}, store.ErrNotFound
 		}

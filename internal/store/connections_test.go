@@ -64,6 +64,9 @@ func TestCreateConnection(t *testing.T) {
 		if diff := cmp.Diff(in, got); diff != "" {
 			t.Errorf("(-want +got):\n%s", diff)
 		}
+		if diff := cmp.Diff(get(t, s, account, in.ID), got); diff != "" {
+			t.Errorf("CreateConnection returned other than Connection reads (-get +create):\n%s", diff)
+		}
 	})
 
 	t.Run("returns what the database made of the given values", func(t *testing.T) {

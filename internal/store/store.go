@@ -18,6 +18,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	pgxuuid "github.com/vgarvardt/pgx-google-uuid/v5"
+
+	"github.com/dynconn/dynconn/internal/groupcommit"
 )
 
 // StatementTimeout bounds every statement on the pool's connections, so a
@@ -64,6 +66,9 @@ func (*ConflictError) Is(target error) bool { return target == ErrConflict }
 // Store keeps connections in Postgres. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// creates is the statement that stores the creates that need no
+	// transaction of their own, shared by those that come at once.
+	creates *groupcommit.Batcher[createRow, createdRow]
 }
 
 // Open connects to the database at databaseURL (a postgres:// URL or a
@@ -129,7 +134,9 @@ func AfterConnect(_ context.Context, conn *pgx.Conn) error {
 // New returns a Store on an existing pool. The caller keeps ownership of the
 // pool; Close closes it.
 func New(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool}
+	s := &Store{pool: pool}
+	s.creates = groupcommit.New(maxCreateBatch, s.insertConnectionsBatch)
+	return s
 }
 
 // Pool returns the store's pool, for River (package jobs), which keeps its
