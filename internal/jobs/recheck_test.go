@@ -129,18 +129,6 @@ func (s *service) createAt(t *testing.T, instance string, expires *time.Time) uu
 	return id
 }
 
-// waitFor polls cond until it holds; the test fails after a generous while.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // statusChange is a connection.status_changed event's data.
 type statusChange struct {
 	From, To, Trigger string
@@ -206,15 +194,15 @@ func TestRechecksAcrossTwoReplicas(t *testing.T) {
 	s := startReplicas(t)
 	id := s.create(t, nil)
 
-	waitFor(t, "three scheduled re-checks", func() bool { return len(s.history(t, id)) >= 3 })
+	eventually(t, "three scheduled re-checks", func() bool { return len(s.history(t, id)) >= 3 })
 	s.sim.SetScenario("secret_expired")
-	waitFor(t, "the change to failing", func() bool { return len(s.changes(t)) >= 2 })
+	eventually(t, "the change to failing", func() bool { return len(s.changes(t)) >= 2 })
 	failedAt := len(s.history(t, id))
-	waitFor(t, "two more re-checks", func() bool { return len(s.history(t, id)) >= failedAt+2 })
+	eventually(t, "two more re-checks", func() bool { return len(s.history(t, id)) >= failedAt+2 })
 	s.sim.SetScenario("ok")
-	waitFor(t, "the change back", func() bool { return len(s.changes(t)) >= 3 })
+	eventually(t, "the change back", func() bool { return len(s.changes(t)) >= 3 })
 	backAt := len(s.history(t, id))
-	waitFor(t, "two more re-checks", func() bool { return len(s.history(t, id)) >= backAt+2 })
+	eventually(t, "two more re-checks", func() bool { return len(s.history(t, id)) >= backAt+2 })
 
 	got := s.changes(t)
 	want := []string{"untested>connected scheduled <null> <null>",
@@ -253,9 +241,9 @@ func TestTransientFailuresFlipAtTheThirdTry(t *testing.T) {
 	t.Parallel()
 	s := startReplicas(t)
 	id := s.create(t, nil)
-	waitFor(t, "the first re-check", func() bool { return len(s.changes(t)) >= 1 })
+	eventually(t, "the first re-check", func() bool { return len(s.changes(t)) >= 1 })
 	s.sim.SetScenario("unavailable")
-	waitFor(t, "the change to failing", func() bool { return len(s.changes(t)) >= 2 })
+	eventually(t, "the change to failing", func() bool { return len(s.changes(t)) >= 2 })
 
 	flip := s.changes(t)[1]
 	if flip.From != "connected" || flip.To != "failing" || deref(flip.Code) != "microsoft_unavailable" ||
@@ -299,7 +287,7 @@ func TestExpiryNoticeOnce(t *testing.T) {
 	s := startReplicas(t)
 	expires := time.Now().Add(5 * 24 * time.Hour)
 	id := s.create(t, &expires)
-	waitFor(t, "three re-checks", func() bool { return len(s.history(t, id)) >= 3 })
+	eventually(t, "three re-checks", func() bool { return len(s.history(t, id)) >= 3 })
 	if _, err := s.st.SendExpiryNotices(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +315,7 @@ func TestStopCancelsWhatItCannotWaitFor(t *testing.T) {
 	t.Parallel()
 	s, replicas := start(t, 1)
 	id := s.createAt(t, s.sim.InstanceURL("token_hang"), nil)
-	waitFor(t, "the re-check to be running", func() bool { return s.sim.Count("token") > 0 })
+	eventually(t, "the re-check to be running", func() bool { return s.sim.Count("token") > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if err := replicas[0].Stop(ctx); err != nil {
@@ -368,7 +356,7 @@ func TestRecheckWorkersBoundAReplica(t *testing.T) {
 	if _, err := s.st.Pool().Exec(context.Background(), `UPDATE connections SET next_check_at = now() - interval '1 second'`); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two re-checks to be running", func() bool { return s.sim.Count("token") >= 2 })
+	eventually(t, "two re-checks to be running", func() bool { return s.sim.Count("token") >= 2 })
 	// Unbounded, the other four would ask for tokens within milliseconds.
 	time.Sleep(500 * time.Millisecond)
 	if n := s.sim.Count("token"); n != 2 {
@@ -411,7 +399,7 @@ func TestRecheckJobsOfEarlierReleasesRun(t *testing.T) {
 		&river.InsertOpts{Queue: jobs.QueueRecheck}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the old job's re-check", func() bool { return len(s.history(t, id)) == 1 })
+	eventually(t, "the old job's re-check", func() bool { return len(s.history(t, id)) == 1 })
 	if h := s.history(t, id); h[0].Trigger != model.TriggerScheduled {
 		t.Errorf("trigger %q", h[0].Trigger)
 	}
