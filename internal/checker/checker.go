@@ -91,12 +91,8 @@ func New(st *store.Store, keys *crypto.Keyring, dyn Tester, opts Options) *Check
 type Outcome struct {
 	// Result is the model.TestResult as JSON, as stored.
 	Result json.RawMessage
-	// Shared reports that another caller's run answered this one (it ran at
-	// the same time), so this caller recorded nothing.
-	Shared bool
 	// Recorded is what recording the result did to the connection (its
-	// status before and after, its transient failures in a row). Zero when
-	// Shared.
+	// status before and after, its transient failures in a row).
 	Recorded store.Recorded
 	// Transient reports a failure that is nobody's fault (no setup step).
 	Transient bool

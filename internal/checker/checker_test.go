@@ -93,7 +93,7 @@ func TestRechecksAreOutsideTheRateLimit(t *testing.T) {
 	ctx := context.Background()
 	for range 2 {
 		o, _, err := e.recheck(t, ctx, id, time.Now())
-		if err != nil || o.Shared || o.Transient || o.Recorded.To != model.StatusConnected {
+		if err != nil || o.Transient || o.Recorded.To != model.StatusConnected {
 			t.Fatalf("recheck: %+v, %v", o, err)
 		}
 	}
