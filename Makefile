@@ -90,10 +90,11 @@ test: db
 # bench ends with the three comparisons that matter: creates through the API
 # against pgbench inserting the same rows, and the test endpoint's overhead over
 # a bare client (internal/api/bench_test.go), and scheduled re-checks against a
-# bare loop (internal/jobs/bench_test.go), each measured in one run.
+# bare loop (internal/jobs/bench_test.go), each measured in one run. -p 1: one
+# package's benchmarks at a time, so that they do not share the cores.
 bench: db
 	@mkdir -p $(DEV)
-	DATABASE_URL="$(DB_URL)" go test -run '^$$' -bench . -benchmem ./... | tee $(DEV)/bench.txt
+	DATABASE_URL="$(DB_URL)" go test -p 1 -run '^$$' -bench . -benchmem ./... | tee $(DEV)/bench.txt
 	@echo; echo 'dynconn beside its floor (same run, same machine; compare ratios, not absolute numbers):'
 	@grep -hE '^ +bench_test.go:[0-9]+: (create|test endpoint|re-checks):' $(DEV)/bench.txt | sed -E 's/^ +bench_test.go:[0-9]+: /  /'
 
